@@ -1,0 +1,88 @@
+"""Checkpoints: atomic save, safe load, everything needed to continue a run exactly.
+
+A checkpoint is a torch.save'd dict of tensors and plain Python values only, loaded with
+torch.load(weights_only=True): loading never executes code. It is written to a temp file in the same folder,
+flushed to disk and renamed over the target, so a crash mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+FORMAT = 1
+_NAME = re.compile(r"^step-(\d+)\.pt$")
+
+
+def atomic_save(obj, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def safe_load(path: Path) -> dict:
+    """Load a checkpoint without executing code; any damage is a UserError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, foreign pickle, wrong format ...
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot read checkpoint {path}: {msg[:200]}") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT or "G" not in obj:
+        raise UserError(f"{path} is not a counterfeit checkpoint (format {FORMAT})")
+    return obj
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"step-{step:08d}.pt"
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    d = Path(run_dir) / "checkpoints"
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _NAME.match(p.name))]
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def prune(run_dir: Path, keep: int, protect: set[int] = frozenset()) -> None:
+    """Keep the newest `keep` checkpoints (and any step in `protect`)."""
+    found = list_checkpoints(run_dir)
+    for step, p in found[:-keep] if keep > 0 else []:
+        if step not in protect:
+            p.unlink(missing_ok=True)
+
+
+def resolve(path_or_run: str | Path) -> Path:
+    """A checkpoint file, or a run dir -> its latest checkpoint."""
+    p = Path(path_or_run)
+    if p.is_dir():
+        c = latest_checkpoint(p)
+        if c is None:
+            raise UserError(f"no checkpoints in run dir {p}")
+        return c
+    if not p.exists():
+        raise UserError(f"no such run dir or checkpoint: {p}")
+    return p

@@ -1,0 +1,47 @@
+"""`counterfeit` entry point: dispatches to one module per subcommand.
+
+Each subcommand module has build_parser(sub) and run(args). Bad user input (UserError) ends with one line on
+stderr and exit code 2; nothing else is swallowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import UserError
+from . import evaluate, presets, sample, train
+
+COMMANDS = {"train": train, "sample": sample, "evaluate": evaluate, "presets": presets}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors: one line + usage hint, exit 2
+        raise UserError(f"{message} (see '{self.prog} --help')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="counterfeit", description="Train, evaluate and look inside GANs.")
+    from .. import __version__
+
+    p.add_argument("--version", action="version", version=f"counterfeit {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, mod in COMMANDS.items():
+        mod.build_parser(sub.add_parser(name, help=mod.__doc__.strip().splitlines()[0], description=mod.__doc__))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command].run(args) or 0
+    except UserError as e:
+        print(f"counterfeit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("counterfeit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""Typed configuration: dataclasses, YAML presets, `--set a.b=value` overrides, dump and diff.
+
+A config is a tree of dataclasses. Presets are YAML files holding a partial tree; anything not named
+keeps the dataclass default, so `counterfeit train PRESET --dry-run` shows every resolved value.
+Unknown keys and wrong types are UserErrors (one line, exit 2), never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+
+
+@dataclass
+class DataConfig:
+    name: str = "mnist"  # mnist | fashion-mnist | cifar10 | embedded | toy name | PATH
+    split: str = "paper-train"  # train | test | paper-train (train[0:50000]) | paper-valid | all
+    range: str = "01"  # pixel range fed to the nets: "01" ([0, 1], sigmoid G) or "pm1" ([-1, 1], tanh G)
+    image_size: int = 0  # image folders only: resize + centre crop to this size (0 = keep)
+    channels: int = 0  # image folders only: 1 or 3 (0 = infer)
+    limit: int = 0  # keep only the first N examples (0 = all)
+
+
+@dataclass
+class ModelConfig:
+    recipe: str = "gan"  # a name in counterfeit.recipes
+    generator: str = "mlp"  # a name in counterfeit.nets
+    discriminator: str = "maxout"
+    z_dim: int = 100
+    noise: str = "uniform"  # uniform: U[-sqrt(3), sqrt(3)] (unit variance, as the 2014 code) | normal
+    g_hidden: list = field(default_factory=lambda: [1200, 1200])
+    g_init_range: float = 0.05  # weights ~ U[-r, r]
+    g_output_bias_from_data: bool = True  # sigmoid bias = logit of the data's pixel marginals
+    d_units: int = 240
+    d_pieces: int = 5
+    d_layers: int = 2
+    d_init_range: float = 0.005
+    d_input_keep: float = 0.8  # dropout keep-probability on D's input pixels
+    d_hidden_keep: float = 0.5  # dropout keep-probability on D's hidden units
+
+
+@dataclass
+class LossConfig:
+    g_loss: str = "nonsat"  # nonsat: -log D(G(z)) | minimax: log(1 - D(G(z))) (the saturating one)
+    d_scale: float = 0.5  # D's objective is d_scale * (BCE(real) + BCE(fake)); 0.5 in the 2014 code
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adam | rmsprop
+    lr_g: float = 0.1
+    lr_d: float = 0.1
+    momentum: float = 0.5  # SGD: initial momentum
+    final_momentum: float = 0.7  # SGD: reached linearly ...
+    momentum_start_epoch: int = 1  # ... from this epoch ...
+    momentum_saturate_epoch: int = 250  # ... to this one (pylearn2 MomentumAdjustor)
+    lr_decay: float = 1.000004  # lr <- lr / lr_decay after every update (1.0 = constant)
+    min_lr: float = 1e-6
+    betas: list = field(default_factory=lambda: [0.5, 0.999])  # Adam
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 100
+    epochs: int = 0  # stop after this many epochs (0 = use steps)
+    steps: int = 0  # stop after this many G updates (overrides epochs when > 0)
+    n_dis: int = 1  # k of Algorithm 1: D updates per G update
+    simultaneous: bool = True  # k=1 only: update D and G from the same minibatch and forward pass (2014 code)
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 0  # torch intra-op threads (0 = leave torch's default)
+    sample_every: int = 0  # steps between fixed-noise grids (0 = once per epoch)
+    sample_grid: int = 10  # grid is sample_grid x sample_grid
+    checkpoint_every: int = 0  # steps between checkpoints (0 = once per epoch)
+    log_every: int = 50  # steps between metrics.jsonl rows
+    parzen_monitor: bool = True  # cheap Parzen estimate on validation digits at every sample tick
+    parzen_monitor_samples: int = 2000
+    parzen_monitor_valid: int = 500
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# ---------------------------------------------------------------------------------------------- building
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check/convert one leaf value against its dataclass field type."""
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise UserError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise UserError(f"{where}: expected a string, got {value!r}")
+        return value
+    if tp is list:
+        if not isinstance(value, list):
+            raise UserError(f"{where}: expected a list, got {value!r}")
+        return value
+    return value
+
+
+def _merge(obj: Any, d: dict, prefix: str = "") -> None:
+    if not isinstance(d, dict):
+        raise UserError(f"{prefix or 'config'}: expected a mapping, got {d!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in d.items():
+        where = f"{prefix}{key}"
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise UserError(f"unknown config key '{where}' (known here: {known})")
+        tp = hints[key]
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, where + ".")
+        else:
+            setattr(obj, key, _coerce(value, tp, where))
+
+
+def from_dict(d: dict) -> Config:
+    cfg = Config()
+    _merge(cfg, d)
+    return cfg
+
+
+def preset_names() -> list[str]:
+    files = resources.files("counterfeit") / "presets"
+    return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(text: str, source: str) -> dict:
+    try:
+        d = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise UserError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise UserError(f"{source}: expected a mapping of config keys at the top level")
+    return d
+
+
+def load_preset_dict(name_or_path: str) -> dict:
+    """A preset name (see `counterfeit presets`) or a path to a YAML file -> plain dict."""
+    p = Path(name_or_path)
+    if name_or_path.endswith((".yaml", ".yml")) or p.is_file():
+        if not p.is_file():
+            raise UserError(f"config file not found: {name_or_path}")
+        return _read_yaml(p.read_text(), str(p))
+    names = preset_names()
+    if name_or_path not in names:
+        raise UserError(f"unknown preset '{name_or_path}' (known: {', '.join(names)})")
+    text = (resources.files("counterfeit") / "presets" / f"{name_or_path}.yaml").read_text()
+    d = _read_yaml(text, f"preset {name_or_path}")
+    d.setdefault("name", name_or_path)
+    return d
+
+
+def parse_override(s: str) -> tuple[list[str], Any]:
+    """'train.batch_size=64' -> (['train', 'batch_size'], 64); values are parsed as YAML scalars."""
+    if "=" not in s:
+        raise UserError(f"--set expects key=value, got '{s}'")
+    key, raw = s.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise UserError(f"--set expects key=value, got '{s}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(d: dict, overrides: list[str]) -> dict:
+    for s in overrides:
+        path, value = parse_override(s)
+        node = d
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {s}: '{part}' is not a section")
+        node[path[-1]] = value
+    return d
+
+
+def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config:
+    d = load_preset_dict(name_or_path)
+    apply_overrides(d, list(overrides or []))
+    return from_dict(d)
+
+
+def diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts, as 'key: a -> b' lines."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += diff(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}: {va!r} -> {vb!r}")
+    return out
+
+
+def describe_preset(name: str) -> str:
+    d = load_preset_dict(name)
+    return str(d.get("description", "")).strip().splitlines()[0] if d.get("description") else ""
+
+

@@ -1,0 +1,151 @@
+"""Datasets held in memory as uint8 tensors (N, C, H, W), batched by indexing.
+
+`load_data(name_or_path, split)` resolves a name (embedded, mnist, fashion-mnist, cifar10) or a path (a folder
+of IDX files, of CIFAR batches, or of images) to an ImageData. Conversion to float happens per batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from . import fetch
+from .cifar import find_cifar_dir, load_cifar10
+from .folder import load_folder
+from .idx import load_idx_pair
+
+NAMES = ["embedded", "mnist", "fashion-mnist", "cifar10"]
+SPLITS = ["train", "test", "paper-train", "paper-valid", "all"]
+
+
+@dataclass
+class ImageData:
+    x: torch.Tensor  # uint8 (N, C, H, W)
+    y: torch.Tensor | None  # int64 (N,) or None
+    name: str
+    num_classes: int = 0
+
+    def __post_init__(self):
+        assert self.x.dtype == torch.uint8 and self.x.ndim == 4, (self.x.dtype, self.x.shape)
+        if self.y is not None:
+            self.num_classes = int(self.y.max()) + 1 if len(self.y) else 0
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.x.shape[1:])
+
+    def subset(self, start: int, stop: int) -> "ImageData":
+        return ImageData(self.x[start:stop], None if self.y is None else self.y[start:stop], self.name)
+
+    def pixel_marginals(self) -> torch.Tensor:
+        """Mean of each pixel over the set, in [0, 1]: (C, H, W) float32."""
+        return self.x.float().mean(0) / 255.0
+
+
+def to_float(x: torch.Tensor, range_: str) -> torch.Tensor:
+    """uint8 batch -> float32 in [0, 1] ("01") or [-1, 1] ("pm1")."""
+    x = x.float() / 255.0
+    return x if range_ == "01" else x * 2.0 - 1.0
+
+
+def to_uint8(x: torch.Tensor, range_: str) -> torch.Tensor:
+    """float batch in the nets' range -> uint8, rounded and clipped."""
+    if range_ == "pm1":
+        x = (x + 1.0) / 2.0
+    return (x.clamp(0, 1) * 255.0).round().to(torch.uint8)
+
+
+def _embedded() -> tuple[torch.Tensor, torch.Tensor]:
+    root = resources.files("counterfeit") / "data" / "embedded"
+    with resources.as_file(root / "mnist-10k-images-idx3-ubyte.gz") as xi, resources.as_file(
+        root / "mnist-10k-labels-idx1-ubyte.gz"
+    ) as yi:
+        return load_idx_pair(xi, yi)
+
+
+def _idx_dir(d: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    paths = fetch.idx_paths(d)
+    pre = "train" if train else "t10k"
+    images, labels = paths[f"{pre}-images-idx3-ubyte"], paths[f"{pre}-labels-idx1-ubyte"]
+    if images is None:
+        raise UserError(f"no {pre}-images-idx3-ubyte[.gz] in {d}")
+    return load_idx_pair(images, labels)
+
+
+def _split(x, y, split: str, name: str, has_test: bool, load_test):
+    if split not in SPLITS:
+        raise UserError(f"unknown split '{split}' (known: {', '.join(SPLITS)})")
+    if split == "test":
+        if not has_test:
+            raise UserError(f"dataset '{name}' has no test split")
+        return load_test()
+    if split in ("paper-train", "paper-valid") and x.shape[0] == 60000:
+        # The 2014 paper's MNIST protocol: train[0:50000] to train, train[50000:60000] to validate.
+        s = slice(0, 50000) if split == "paper-train" else slice(50000, 60000)
+        return x[s], None if y is None else y[s]
+    if split == "paper-valid":
+        raise UserError(f"split 'paper-valid' needs the full 60,000-image training set; '{name}' has {x.shape[0]}")
+    if split == "all" and has_test:
+        xt, yt = load_test()
+        return torch.cat([x, xt]), None if y is None or yt is None else torch.cat([y, yt])
+    return x, y
+
+
+def load_data(name: str, split: str = "train", image_size: int = 0, channels: int = 0, limit: int = 0) -> ImageData:
+    """Resolve a dataset name or path and return the requested split in memory."""
+    if name == "embedded":
+        x, y = _embedded()
+        x, y = _split(x, y, split if split != "paper-train" else "train", name, False, None)
+    elif name in ("mnist", "fashion-mnist"):
+        d = fetch.locate(name)
+        x, y = _idx_dir(d, train=True)
+        x, y = _split(x, y, split, name, True, lambda: _idx_dir(d, train=False))
+    elif name == "cifar10":
+        d = fetch.locate(name)
+        x, y = load_cifar10(d, train=True)
+        x, y = _split(x, y, split, name, True, lambda: load_cifar10(d, train=False))
+    else:
+        p = Path(name).expanduser()
+        if not p.exists():
+            raise UserError(f"unknown dataset '{name}': not one of {', '.join(NAMES)} and no such path")
+        if p.is_file() and p.suffix == ".npz":
+            x, y = _load_npz(p), None
+        elif p.is_dir() and any(fetch.idx_paths(p)[k] for k in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")):
+            paths = fetch.idx_paths(p)
+            has_train, has_test = paths["train-images-idx3-ubyte"] is not None, paths["t10k-images-idx3-ubyte"] is not None
+            x, y = _idx_dir(p, train=has_train)
+            x, y = _split(x, y, split, name, has_train and has_test, lambda: _idx_dir(p, train=False))
+        elif p.is_dir() and find_cifar_dir(p) is not None:
+            x, y = load_cifar10(p, train=split != "test")
+        elif p.is_dir():
+            x, y = load_folder(p, image_size=image_size, channels=channels), None
+        else:
+            raise UserError(f"can't read dataset from {p}: expected a folder (IDX, CIFAR batches or images) or .npz")
+    if limit:
+        x, y = x[:limit], None if y is None else y[:limit]
+    if x.shape[0] == 0:
+        raise UserError(f"dataset '{name}' split '{split}' is empty")
+    return ImageData(x.contiguous(), y, name)
+
+
+def _load_npz(p: Path) -> torch.Tensor:
+    """A samples file as written by `counterfeit sample`: uint8 `images` (N, H, W, C) -> (N, C, H, W)."""
+    import numpy as np
+
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            if "images" not in z:
+                raise UserError(f"{p}: no array named 'images'")
+            a = z["images"]
+    except (OSError, ValueError) as e:
+        raise UserError(f"corrupt samples file {p}: {e}") from None
+    if a.dtype != np.uint8 or a.ndim != 4:
+        raise UserError(f"{p}: 'images' must be uint8 (N, H, W, C), got {a.dtype} {a.shape}")
+    return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,59 @@
+"""Load a trained generator from a run dir or checkpoint and draw samples from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from . import config as config_mod
+from .data import to_uint8
+from .errors import UserError
+from .recipes import Recipe, build_recipe
+
+
+def load_generator(run_or_ckpt: str | Path) -> tuple[Recipe, config_mod.Config, dict]:
+    path = ckpt.resolve(run_or_ckpt)
+    state = ckpt.safe_load(path)
+    try:
+        cfg = config_mod.from_dict(json.loads(state["config"]))
+    except (json.JSONDecodeError, KeyError) as e:
+        raise UserError(f"{path}: unreadable config inside checkpoint ({e})") from None
+    recipe = build_recipe(cfg, tuple(state["shape"]), None)
+    try:
+        recipe.G.load_state_dict(state["G"])
+    except RuntimeError as e:
+        raise UserError(f"{path}: generator weights do not fit its config: {str(e).splitlines()[0]}") from None
+    recipe.G.eval()
+    return recipe, cfg, {"path": str(path), "step": int(state["step"])}
+
+
+@torch.no_grad()
+def generate(recipe: Recipe, n: int, seed: int = 0, batch: int = 500, labels: torch.Tensor | None = None,
+             as_uint8: bool = True) -> torch.Tensor:
+    """n samples (N, C, H, W): uint8, or float in [0, 1] for likelihood estimates on continuous pixels."""
+    if n <= 0:
+        raise UserError(f"--n must be positive, got {n}")
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, n, batch):
+        m = min(batch, n - i)
+        z = recipe.sample_z(m, generator=gen)
+        x = recipe.generate(z, None if labels is None else labels[i : i + m])
+        if as_uint8:
+            out.append(to_uint8(x, recipe.cfg.data.range))
+        else:
+            out.append(((x + 1) / 2 if recipe.cfg.data.range == "pm1" else x).float())
+    return torch.cat(out)
+
+
+def save_npz(images: torch.Tensor, path: Path) -> None:
+    """uint8 (N, C, H, W) -> .npz holding `images` (N, H, W, C), written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, images=images.permute(0, 2, 3, 1).cpu().numpy())
+    tmp.replace(path)

@@ -1,0 +1,49 @@
+import torch
+from torch.testing import assert_close
+
+from counterfeit import config
+from counterfeit.nets.layers import Maxout
+from counterfeit.nets.mlp import MaxoutDiscriminator, MLPGenerator, logit_of_marginals
+from counterfeit.recipes import build_recipe
+
+
+def test_maxout_is_the_max_over_pieces_of_each_unit():
+    m = Maxout(3, units=2, pieces=4)
+    x = torch.randn(5, 3)
+    z = x @ m.linear.weight.T + m.linear.bias  # (5, 8): unit u owns columns 4u .. 4u+3
+    want = torch.stack([z[:, 0:4].max(1).values, z[:, 4:8].max(1).values], 1)
+    assert_close(m(x), want)
+
+
+def test_generator_and_discriminator_shapes():
+    g = MLPGenerator(100, [1200, 1200], (1, 28, 28))
+    d = MaxoutDiscriminator((1, 28, 28))
+    x = g(torch.rand(7, 100))
+    assert x.shape == (7, 1, 28, 28) and 0 <= x.min() and x.max() <= 1
+    assert d(x).shape == (7,)
+    assert d.features[1].linear.weight.shape == (240 * 5, 784)
+
+
+def test_paper_initialisation_ranges_and_marginal_bias(digits):
+    cfg = config.load_config("gan2014-mnist")
+    r = build_recipe(cfg, digits.shape, digits)
+    for name, p in r.G.named_parameters():
+        if name.endswith("weight"):
+            assert p.abs().max() <= 0.05
+    for name, p in r.D.named_parameters():
+        if name.endswith("weight"):
+            assert p.abs().max() <= 0.005
+        else:
+            assert (p == 0).all()
+    # With zero pre-activation input, G outputs the data's mean image.
+    assert_close(torch.sigmoid(r.G.out.bias).view(1, 28, 28), digits.pixel_marginals().clamp(1e-7, 1 - 1e-7))
+    assert torch.isfinite(logit_of_marginals(torch.tensor([0.0, 1.0]))).all()
+
+
+def test_dropout_keeps_the_configured_fractions():
+    d = MaxoutDiscriminator((1, 28, 28), input_keep=0.8, hidden_keep=0.5)
+    drops = [m.p for m in d.modules() if isinstance(m, torch.nn.Dropout)]
+    assert [round(p, 6) for p in drops] == [0.2, 0.5, 0.5]
+    d.eval()
+    x = torch.rand(4, 1, 28, 28)
+    assert_close(d(x), d(x))  # deterministic in eval

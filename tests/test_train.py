@@ -1,0 +1,109 @@
+import json
+import math
+
+import pytest
+import torch
+
+from counterfeit import config
+from counterfeit.checkpoint import list_checkpoints, safe_load
+from counterfeit.cli.__main__ import main
+from counterfeit.errors import UserError
+from counterfeit.recipes import build_recipe
+from counterfeit.train import lr_at, momentum_at, train
+from conftest import tiny_overrides
+
+
+def _cfg(data, extra=(), steps=6):
+    return config.load_config("gan2014-mnist", tiny_overrides(data, steps) + list(extra))
+
+
+@pytest.mark.parametrize("extra", [[], ["train.simultaneous=false", "train.n_dis=2"], ["loss.g_loss=minimax"]],
+                         ids=["joint", "alternating-k2", "minimax"])
+def test_one_step_changes_both_networks_and_losses_are_finite(tmp_path, mnist_dir, extra):
+    cfg = _cfg(mnist_dir, extra, steps=1)
+    torch.manual_seed(cfg.train.seed)
+    before = build_recipe(cfg, (1, 28, 28), None)
+    res = train(cfg, tmp_path / "run", progress=False)
+    state = safe_load(res.checkpoint)
+    for net in ("G", "D"):
+        fresh = getattr(before, net).state_dict()
+        changed = [k for k, v in state[net].items() if k in fresh and not torch.equal(v, fresh[k])]
+        assert changed, f"{net} did not change"
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[1])
+    assert all(math.isfinite(v) for k, v in row.items() if k.startswith("loss/"))
+    assert {"loss/D/adv", "loss/G/adv", "D(x)", "D(G(z))", "lr/D", "img/s"} <= set(row)
+
+
+def test_alternating_mode_takes_k_d_steps_per_g_step(tmp_path, mnist_dir):
+    cfg = _cfg(mnist_dir, ["train.simultaneous=false", "train.n_dis=3"], steps=2)
+    train(cfg, tmp_path / "run", progress=False)
+    state = safe_load(list_checkpoints(tmp_path / "run")[-1][1])
+    assert state["batches"] == 6  # 2 G steps x 3 D steps, one minibatch each
+    assert state["optD"]["state"][0]["momentum_buffer"] is not None
+
+
+def _weights(run):
+    return safe_load(list_checkpoints(run)[-1][1])
+
+
+@pytest.mark.parametrize("mode", [[], ["train.simultaneous=false", "train.n_dis=2"]], ids=["joint", "alternating"])
+def test_resume_is_bit_for_bit(tmp_path, mnist_dir, mode):
+    # uninterrupted 2N steps
+    base = tiny_overrides(mnist_dir, 12) + ["train.checkpoint_every=5"] + mode
+    sets = sum([["--set", s] for s in base], [])
+    assert main(["train", "gan2014-mnist", "--no-progress", "--out", str(tmp_path / "full"), *sets]) == 0
+    # N steps, stop, resume to 2N (the stop falls between checkpoint ticks: checkpoint_every=5, N=6)
+    assert main(["train", "gan2014-mnist", "--no-progress", "--out", str(tmp_path / "split"), *sets, "--steps", "6"]) == 0
+    assert main(["train", "gan2014-mnist", "--no-progress", "--out", str(tmp_path / "split"), *sets, "--steps", "12",
+                 "--resume"]) == 0
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "split")
+    assert a["step"] == b["step"] == 12 and a["batches"] == b["batches"]
+    for net in ("G", "D"):
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs after resume"
+    for opt in ("optG", "optD"):
+        for i, s in a[opt]["state"].items():
+            assert torch.equal(s["momentum_buffer"], b[opt]["state"][i]["momentum_buffer"])
+    assert torch.equal(a["rng_cpu"], b["rng_cpu"])
+    # the resumed run's log has each step once
+    steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+             if "loss/D/adv" in line]
+    assert steps == sorted(set(steps)) and steps[-1] == 12
+
+
+def test_run_dir_contents(tmp_path, mnist_dir):
+    res = train(_cfg(mnist_dir, steps=6), tmp_path / "run", progress=False)
+    run = res.run_dir
+    for name in ("config.json", "metrics.jsonl", "progress.gif", "curves.png"):
+        assert (run / name).is_file(), name
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-00000000.png", "step-00000003.png",
+                                                                   "step-00000006.png"]
+    assert any((run / "tb").iterdir())
+    assert json.loads((run / "config.json").read_text())["train"]["steps"] == 6
+    monitor = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "parzen/monitor" in line]
+    assert len(monitor) == 3 and all(math.isfinite(r["parzen/monitor"]) for r in monitor)
+
+
+def test_refuses_to_overwrite_or_resume_with_another_config(tmp_path, mnist_dir):
+    train(_cfg(mnist_dir, steps=3), tmp_path / "run", progress=False)
+    before = (tmp_path / "run" / "metrics.jsonl").read_bytes()
+    with pytest.raises(UserError, match="already holds a run"):
+        train(_cfg(mnist_dir, steps=3), tmp_path / "run", progress=False)
+    with pytest.raises(UserError, match="config differs.*optim.lr_d"):
+        train(_cfg(mnist_dir, ["optim.lr_d=0.01"], steps=6), tmp_path / "run", resume=True, progress=False)
+    assert (tmp_path / "run" / "metrics.jsonl").read_bytes() == before
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not an empty folder"):
+        train(_cfg(mnist_dir, steps=3), tmp_path / "other", progress=False)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_schedules_follow_pylearn2():
+    assert lr_at(0.1, 0, 1.000004, 1e-6) == 0.1
+    assert math.isclose(lr_at(0.1, 1000, 1.000004, 1e-6), 0.1 / 1.000004**1000, rel_tol=1e-12)
+    assert lr_at(0.1, 10**9, 1.000004, 1e-6) == 1e-6
+    o = config.load_config("gan2014-mnist").optim
+    assert momentum_at(o, 0) == 0.5
+    assert math.isclose(momentum_at(o, 124), 0.5 + 0.2 * 124 / 249)
+    assert math.isclose(momentum_at(o, 249), 0.7) and momentum_at(o, 400) == 0.7
