@@ -46,12 +46,26 @@ class ModelConfig:
     d_init_range: float = 0.005
     d_input_keep: float = 0.8  # dropout keep-probability on D's input pixels
     d_hidden_keep: float = 0.5  # dropout keep-probability on D's hidden units
+    width_g: int = 0  # base channel width of convolutional G (0 = the architecture's default)
+    width_d: int = 0
+    d_batchnorm: bool = True  # Radford D: BatchNorm after every conv but the first
+    spectral_norm: bool = False  # spectral normalisation on every D layer (SNGAN)
+    num_classes: int = 0  # > 0 makes G and D conditional on a label
+    embed_dim: int = 50  # label embedding size in G (concat)
+    d_cond: str = "none"  # how D sees the label: none | concat | projection | acgan
 
 
 @dataclass
 class LossConfig:
     g_loss: str = "nonsat"  # nonsat: -log D(G(z)) | minimax: log(1 - D(G(z))) (the saturating one)
     d_scale: float = 0.5  # D's objective is d_scale * (BCE(real) + BCE(fake)); 0.5 in the 2014 code
+    real_label: float = 1.0  # < 1 is one-sided label smoothing (Salimans et al.: 0.9); BCE recipes only
+    gp_weight: float = 0.0  # gradient penalty on real/fake interpolates (WGAN-GP: 10)
+    r1_gamma: float = 0.0  # R1 penalty gamma/2 * |grad D(x)|^2 on real data (Mescheder et al.)
+    clip: float = 0.0  # WGAN: clip D's weights to [-clip, clip] after every D step
+    instance_noise: float = 0.0  # std of Gaussian noise added to D's real and fake inputs ...
+    instance_noise_steps: int = 0  # ... annealed linearly to zero over this many steps (0 = constant)
+    aux_weight: float = 1.0  # ACGAN: weight of the auxiliary classification terms
 
 
 @dataclass
@@ -85,6 +99,7 @@ class TrainConfig:
     parzen_monitor: bool = True  # cheap Parzen estimate on validation digits at every sample tick
     parzen_monitor_samples: int = 2000
     parzen_monitor_valid: int = 500
+    ema_decay: float = 0.0  # > 0 keeps an exponential moving average of G's weights (sampling uses it)
 
 
 @dataclass
@@ -175,19 +190,36 @@ def _read_yaml(text: str, source: str) -> dict:
     return d
 
 
-def load_preset_dict(name_or_path: str) -> dict:
-    """A preset name (see `counterfeit presets`) or a path to a YAML file -> plain dict."""
+def _deep_merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_preset_dict(name_or_path: str, _seen: tuple = ()) -> dict:
+    """A preset name (see `counterfeit presets`) or a path to a YAML file -> plain dict.
+
+    `base: OTHER` in a preset or file starts from preset OTHER and overrides only what it names, so a variant
+    that differs from another in its loss says exactly that.
+    """
     p = Path(name_or_path)
     if name_or_path.endswith((".yaml", ".yml")) or p.is_file():
         if not p.is_file():
             raise UserError(f"config file not found: {name_or_path}")
-        return _read_yaml(p.read_text(), str(p))
-    names = preset_names()
-    if name_or_path not in names:
-        raise UserError(f"unknown preset '{name_or_path}' (known: {', '.join(names)})")
-    text = (resources.files("counterfeit") / "presets" / f"{name_or_path}.yaml").read_text()
-    d = _read_yaml(text, f"preset {name_or_path}")
-    d.setdefault("name", name_or_path)
+        d = _read_yaml(p.read_text(), str(p))
+    else:
+        names = preset_names()
+        if name_or_path not in names:
+            raise UserError(f"unknown preset '{name_or_path}' (known: {', '.join(names)})")
+        text = (resources.files("counterfeit") / "presets" / f"{name_or_path}.yaml").read_text()
+        d = _read_yaml(text, f"preset {name_or_path}")
+        d.setdefault("name", name_or_path)
+    if "base" in d:
+        base = d.pop("base")
+        if base in _seen:
+            raise UserError(f"preset {name_or_path}: 'base' chain loops through {base}")
+        d = _deep_merge(load_preset_dict(str(base), _seen + (name_or_path,)), d)
     return d
 
 

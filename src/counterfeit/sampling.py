@@ -24,11 +24,12 @@ def load_generator(run_or_ckpt: str | Path) -> tuple[Recipe, config_mod.Config, 
         raise UserError(f"{path}: unreadable config inside checkpoint ({e})") from None
     recipe = build_recipe(cfg, tuple(state["shape"]), None)
     try:
-        recipe.G.load_state_dict(state["G"])
+        # sampling uses the moving average of G's weights when the run kept one
+        recipe.G.load_state_dict(state["G_ema"] if "G_ema" in state else state["G"])
     except RuntimeError as e:
         raise UserError(f"{path}: generator weights do not fit its config: {str(e).splitlines()[0]}") from None
     recipe.G.eval()
-    return recipe, cfg, {"path": str(path), "step": int(state["step"])}
+    return recipe, cfg, {"path": str(path), "step": int(state["step"]), "ema": "G_ema" in state}
 
 
 @torch.no_grad()
@@ -42,7 +43,8 @@ def generate(recipe: Recipe, n: int, seed: int = 0, batch: int = 500, labels: to
     for i in range(0, n, batch):
         m = min(batch, n - i)
         z = recipe.sample_z(m, generator=gen)
-        x = recipe.generate(z, None if labels is None else labels[i : i + m])
+        y = labels[i : i + m] if labels is not None else recipe.sample_labels(m, generator=gen)
+        x = recipe.generate(z, y)
         if as_uint8:
             out.append(to_uint8(x, recipe.cfg.data.range))
         else:

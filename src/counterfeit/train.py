@@ -12,6 +12,7 @@ position in the data, so N steps + resume to 2N equals 2N uninterrupted steps bi
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -142,6 +143,12 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
     x_all = data.x.to(device)  # uint8 (N, C, H, W), indexed per batch
     y_all = None if data.y is None else data.y.to(device)
     fixed_z = recipe.sample_z(t_cfg.sample_grid**2, generator=torch.Generator().manual_seed(t_cfg.seed + 777)).to(device)
+    # conditional models: row r of the grid shows class r (mod the number of classes)
+    fixed_y = (torch.arange(t_cfg.sample_grid**2) // t_cfg.sample_grid % recipe.num_classes).to(device) \
+        if recipe.conditional else None
+    G_ema = None
+    if t_cfg.ema_decay > 0:  # exponential moving average of G's weights (Yazici et al.; Karras et al.)
+        G_ema = copy.deepcopy(G).requires_grad_(False)
 
     # ------------------------------------------------------------------ start or resume
     step, batches, elapsed = 0, 0, 0.0
@@ -160,7 +167,9 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
             D.load_state_dict(state["D"])
             opt_g.load_state_dict(state["optG"])
             opt_d.load_state_dict(state["optD"])
-        except (RuntimeError, ValueError, KeyError) as e:
+            if G_ema is not None:
+                G_ema.load_state_dict(state["G_ema"])
+        except (RuntimeError, ValueError, KeyError) as e:  # KeyError: e.g. no G_ema in a run without EMA
             raise UserError(f"checkpoint {path} does not fit this config: {str(e).splitlines()[0][:200]}") from None
         torch.set_rng_state(state["rng_cpu"])
         if device.type == "cuda" and len(state.get("rng_cuda", [])):
@@ -194,6 +203,7 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
 
     def set_hparams():
         epoch = batches // batches_per_epoch
+        recipe.step = step
         for opt, lr0, updates in ((opt_g, o.lr_g, step), (opt_d, o.lr_d, step * k)):
             for g in opt.param_groups:
                 g["lr"] = lr_at(lr0, updates, o.lr_decay, o.min_lr)
@@ -203,8 +213,22 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
     d_params = [p for p in D.parameters() if p.requires_grad]
     g_params = [p for p in G.parameters() if p.requires_grad]
 
+    @torch.no_grad()
+    def update_ema():
+        d = t_cfg.ema_decay
+        for pe, p in zip(G_ema.parameters(), G.parameters()):
+            pe.lerp_(p, 1.0 - d)  # pe <- d * pe + (1 - d) * p
+        for be, b in zip(G_ema.buffers(), G.buffers()):
+            be.copy_(b)
+
     def one_step() -> tuple[Losses, Losses]:
         set_hparams()
+        ld, lg = _update()
+        if G_ema is not None:
+            update_ema()
+        return ld, lg
+
+    def _update() -> tuple[Losses, Losses]:
         if joint:
             real, y = next_batch()
             ld, lg = recipe.joint_losses(real, y)
@@ -236,13 +260,16 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
     def sample_tick():
         G.eval()
         with torch.no_grad():
-            imgs = to_uint8(recipe.generate(fixed_z), cfg.data.range)
+            G_show = G_ema if G_ema is not None else G
+            G_show.eval()
+            imgs = to_uint8(recipe.generate(fixed_z, fixed_y, G=G_show), cfg.data.range)
             path = save_grid(imgs, run / "samples" / f"step-{step:08d}.png", nrow=t_cfg.sample_grid)
             row = {"step": step, "epoch": round(batches / batches_per_epoch, 3), "time": round(elapsed + time.time() - t0, 2)}
             if valid is not None:
                 gen = torch.Generator().manual_seed(t_cfg.seed * 7919 + step)  # own stream: training RNG untouched
                 z = recipe.sample_z(t_cfg.parzen_monitor_samples, generator=gen).to(device)
-                fake = recipe.generate(z).float().cpu()
+                y = recipe.sample_labels(len(z), generator=gen)
+                fake = recipe.generate(z, None if y is None else y.to(device), G=G_show).float().cpu()
                 if cfg.data.range == "pm1":
                     fake = (fake + 1) / 2
                 ll = parzen_log_likelihoods(fake, valid.x, PAPER_SIGMAS).mean(1)
@@ -257,6 +284,7 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
         state = {
             "format": ckpt.FORMAT, "step": step, "batches": batches, "elapsed": elapsed + (time.time() - t0),
             "G": G.state_dict(), "D": D.state_dict(), "optG": opt_g.state_dict(), "optD": opt_d.state_dict(),
+            **({"G_ema": G_ema.state_dict()} if G_ema is not None else {}),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8),
             "fixed_z": fixed_z.cpu(), "config": cfg.to_json(), "shape": list(data.shape),
@@ -299,8 +327,8 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
                 _log(metrics_f, tb, row)
                 if bar is not None:
                     bar.set_postfix({"D": f"{row['loss/D/total']:.3f}", "G": f"{row['loss/G/total']:.3f}",
-                                     "D(x)": f"{row.get('D(x)', float('nan')):.2f}",
-                                     "D(G(z))": f"{row.get('D(G(z))', float('nan')):.2f}",
+                                     **{k: f"{row[k]:.2f}" for k in ("D(x)", "D(G(z))", "critic(x)", "critic(G(z))")
+                                        if k in row},
                                      "img/s": f"{row['img/s']:.0f}"}, refresh=False)
                 sums, count, t_window = {}, 0, now
             if bar is not None:

@@ -26,6 +26,8 @@ def run(args) -> int:
     if args.label is not None:
         if not getattr(recipe, "conditional", False):
             raise UserError(f"--label needs a conditional recipe; '{cfg.model.recipe}' is unconditional")
+        if not 0 <= args.label < recipe.num_classes:
+            raise UserError(f"--label must be in 0..{recipe.num_classes - 1}, got {args.label}")
         import torch
 
         labels = torch.full((args.n,), args.label, dtype=torch.long)

@@ -3,6 +3,11 @@
 A recipe builds its networks and optimizers and turns a batch into named loss terms. The loop sums the terms,
 runs backward, steps the optimizers and logs each term as loss/D/<name> or loss/G/<name>. A recipe holds no
 loop, no argparse and never calls .step().
+
+`Recipe` implements the shared machinery once: noise, labels for conditional models, instance noise, the
+gradient penalty, R1 and ACGAN's class terms. A variant only says what its adversarial loss is
+(`d_adv`, `g_adv`) and, if it must, a projection after D's step. So two variants differ in exactly what their
+files say.
 """
 
 from __future__ import annotations
@@ -11,8 +16,11 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
+from .. import losses as L
 from .. import nets as _nets  # noqa: F401  (registers the networks)
 from .. import registry
 from ..errors import UserError
@@ -25,17 +33,28 @@ class Losses:
 
 
 class Recipe:
-    n_dis: int = 1  # D updates per G update (k of Algorithm 1)
-    supports_joint: bool = False  # can compute D's and G's losses from one forward pass
+    supports_joint: bool = True  # can compute D's and G's losses from one forward pass (simultaneous update)
+    outputs_probability: bool = False  # D's output is a logit of P(real): log sigmoid means as D(x), D(G(z))
 
     def __init__(self, cfg, shape: tuple[int, int, int], data=None):
         self.cfg = cfg
         self.shape = shape
         self.n_dis = cfg.train.n_dis
+        self.step = 0  # set by the loop before each step (annealing schedules read it)
+        self.num_classes = cfg.model.num_classes
+        self.conditional = self.num_classes > 0
+        if self.conditional and data is not None and data.y is None:
+            raise UserError(f"recipe '{cfg.model.recipe}' is conditional but dataset '{data.name}' has no labels")
+        self.aux = self.conditional and cfg.model.d_cond == "acgan"
+        if cfg.model.d_cond not in ("none", "concat", "projection", "acgan"):
+            raise UserError(f"unknown model.d_cond '{cfg.model.d_cond}' (known: none, concat, projection, acgan)")
         self.G: nn.Module = registry.get("net", cfg.model.generator)(cfg, shape, data)
         self.D: nn.Module = registry.get("net", cfg.model.discriminator)(cfg, shape, data)
+        # With BatchNorm in D, real and fake go through D in separate passes (their own batch statistics),
+        # as in Radford et al.'s code; otherwise one concatenated pass is cheaper and equivalent.
+        self.concat_real_fake = not any(isinstance(m, _BatchNorm) for m in self.D.modules())
 
-    # ---------------------------------------------------------------- noise and sampling
+    # ---------------------------------------------------------------- noise, labels and sampling
     def sample_z(self, n: int, device="cpu", generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, z_dim) noise; 'uniform' is U[-sqrt(3), sqrt(3)] (unit variance), as in the 2014 code."""
         z_dim = self.cfg.model.z_dim
@@ -44,27 +63,104 @@ class Recipe:
             return (u * 2.0 - 1.0) * math.sqrt(3.0)
         return torch.randn(n, z_dim, generator=generator, device=device)
 
+    def sample_labels(self, n: int, device="cpu", generator: torch.Generator | None = None) -> torch.Tensor | None:
+        if not self.conditional:
+            return None
+        return torch.randint(self.num_classes, (n,), device=device, generator=generator)
+
     def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None, G: nn.Module | None = None) -> torch.Tensor:
-        return (G or self.G)(z)
+        G = G or self.G
+        if self.conditional:
+            if labels is None:
+                labels = self.sample_labels(z.shape[0], z.device)
+            return G(z, labels)
+        return G(z)
 
     # ---------------------------------------------------------------- optimizers
     def optimizers(self) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
         o = self.cfg.optim
         return make_optimizer(o, self.G.parameters(), o.lr_g), make_optimizer(o, self.D.parameters(), o.lr_d)
 
-    # ---------------------------------------------------------------- losses
-    def d_losses(self, real: torch.Tensor, labels: torch.Tensor | None) -> Losses:
+    # ---------------------------------------------------------------- what a variant defines
+    def d_adv(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def g_losses(self, n: int, labels: torch.Tensor | None) -> Losses:
-        raise NotImplementedError
-
-    def joint_losses(self, real: torch.Tensor, labels: torch.Tensor | None) -> tuple[Losses, Losses]:
-        """D's and G's losses from one minibatch and one forward pass (simultaneous update)."""
+    def g_adv(self, fake_out: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def after_d_step(self) -> None:
         """Hook for projections after D's update (e.g. WGAN weight clipping)."""
+
+    # ---------------------------------------------------------------- shared machinery
+    def _critic(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out = self.D(x, y) if self.conditional else self.D(x)
+        return out if isinstance(out, tuple) else (out, None)  # (B,) logits, (B, classes) or None
+
+    def _noisy(self, x: torch.Tensor) -> torch.Tensor:
+        """Instance noise (Sønderby et al.; Arjovsky & Bottou): N(0, s^2) on D's inputs, s annealed to 0."""
+        s0, n = self.cfg.loss.instance_noise, self.cfg.loss.instance_noise_steps
+        s = s0 * max(0.0, 1.0 - self.step / n) if n else s0
+        return x + s * torch.randn_like(x) if s > 0 else x
+
+    def _d_pass(self, real, y, fake, yf):
+        real, fake = self._noisy(real), self._noisy(fake)
+        if self.concat_real_fake:
+            b = real.shape[0]
+            out, aux = self._critic(torch.cat([real, fake]), None if y is None else torch.cat([y, yf]))
+            split = lambda t: (None, None) if t is None else (t[:b], t[b:])  # noqa: E731
+            (lr, lf), (ar, af) = (out[:b], out[b:]), split(aux)
+        else:
+            (lr, ar), (lf, af) = self._critic(real, y), self._critic(fake, yf)
+        return lr, ar, lf, af
+
+    def _d_losses(self, real, y, fake, yf) -> tuple[Losses, torch.Tensor, torch.Tensor | None]:
+        lr, ar, lf, af = self._d_pass(real, y, fake, yf)
+        terms = {"adv": self.d_adv(lr, lf)}
+        lc = self.cfg.loss
+        if self.aux:
+            # ACGAN: D classifies real and generated images; log P(C = c | x) for both
+            terms["cls"] = lc.aux_weight * (F.cross_entropy(ar, y) + F.cross_entropy(af, yf))
+        if lc.gp_weight > 0:
+            terms["gp"] = lc.gp_weight * L.gradient_penalty(lambda x: self._critic(x, None if y is None else y)[0], real, fake)
+        if lc.r1_gamma > 0:
+            terms["r1"] = 0.5 * lc.r1_gamma * L.r1_penalty(lambda x: self._critic(x, y)[0], real)
+        lr_, lf_ = lr.detach(), lf.detach()
+        if self.outputs_probability:
+            p_real, p_fake = L.d_real_fake_prob(lr_, lf_)
+            stats = {"D(x)": p_real, "D(G(z))": p_fake}
+        else:
+            stats = {"critic(x)": lr_.mean().item(), "critic(G(z))": lf_.mean().item()}
+        if self.aux:
+            stats["D acc real"] = (ar.detach().argmax(1) == y).float().mean().item()
+        return Losses(terms, stats), lf, af
+
+    def _g_terms(self, lf, af, yf) -> Losses:
+        terms = {"adv": self.g_adv(lf)}
+        if self.aux:
+            terms["cls"] = self.cfg.loss.aux_weight * F.cross_entropy(af, yf)
+        return Losses(terms)
+
+    def d_losses(self, real: torch.Tensor, labels: torch.Tensor | None) -> Losses:
+        n = real.shape[0]
+        yf = self.sample_labels(n, real.device)
+        with torch.no_grad():
+            fake = self.generate(self.sample_z(n, real.device), yf)  # (B, C, H, W)
+        return self._d_losses(real, labels if self.conditional else None, fake, yf)[0]
+
+    def g_losses(self, n: int, labels: torch.Tensor | None) -> Losses:
+        device = next(self.G.parameters()).device
+        yf = self.sample_labels(n, device)
+        fake = self._noisy(self.generate(self.sample_z(n, device), yf))
+        lf, af = self._critic(fake, yf)
+        return self._g_terms(lf, af, yf)
+
+    def joint_losses(self, real: torch.Tensor, labels: torch.Tensor | None) -> tuple[Losses, Losses]:
+        """D's and G's losses from one minibatch and one forward pass (the 2014 code's simultaneous update)."""
+        n = real.shape[0]
+        yf = self.sample_labels(n, real.device)
+        fake = self.generate(self.sample_z(n, real.device), yf)
+        d, lf, af = self._d_losses(real, labels if self.conditional else None, fake, yf)
+        return d, self._g_terms(lf, af, yf)
 
 
 def make_optimizer(o, params, lr: float) -> torch.optim.Optimizer:
@@ -78,6 +174,6 @@ def make_optimizer(o, params, lr: float) -> torch.optim.Optimizer:
 
 
 def build_recipe(cfg, shape, data=None) -> Recipe:
-    from . import gan  # noqa: F401  (registers recipes)
+    from . import ALL  # noqa: F401,F811  (importing the package registers every recipe)
 
     return registry.get("recipe", cfg.model.recipe)(cfg, shape, data)

@@ -42,10 +42,17 @@ def plot_curves(metrics_path: Path, out: Path, title: str = "") -> Path | None:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     ax = axes[1]
-    ax.plot(steps, [r.get("D(x)", float("nan")) for r in train], label="mean D(x) (real)", color="tab:blue")
-    ax.plot(steps, [r.get("D(G(z))", float("nan")) for r in train], label="mean D(G(z)) (fake)", color="tab:red")
-    ax.axhline(0.5, color="gray", ls="--", lw=1, label="1/2 (equilibrium)")
-    ax.set(xlabel="step (G updates)", ylabel="D output (probability)", title="Discriminator outputs", ylim=(0, 1))
+    if "D(x)" in train[-1]:
+        ax.plot(steps, [r.get("D(x)", float("nan")) for r in train], label="mean D(x) (real)", color="tab:blue")
+        ax.plot(steps, [r.get("D(G(z))", float("nan")) for r in train], label="mean D(G(z)) (fake)", color="tab:red")
+        ax.axhline(0.5, color="gray", ls="--", lw=1, label="1/2 (equilibrium)")
+        ax.set(xlabel="step (G updates)", ylabel="D output (probability, dropout on)", title="Discriminator outputs",
+               ylim=(0, 1))
+    else:
+        ax.plot(steps, [r.get("critic(x)", float("nan")) for r in train], label="mean critic(x) (real)", color="tab:blue")
+        ax.plot(steps, [r.get("critic(G(z))", float("nan")) for r in train], label="mean critic(G(z)) (fake)",
+                color="tab:red")
+        ax.set(xlabel="step (G updates)", ylabel="critic score", title="Critic outputs")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     if monitor:
