@@ -10,9 +10,10 @@ import argparse
 import sys
 
 from ..errors import UserError
-from . import evaluate, presets, sample, train
+from . import classifier, evaluate, presets, sample, train
 
-COMMANDS = {"train": train, "sample": sample, "evaluate": evaluate, "presets": presets}
+COMMANDS = {"train": train, "sample": sample, "evaluate": evaluate, "presets": presets,
+            "classifier": classifier}
 
 
 class _Parser(argparse.ArgumentParser):

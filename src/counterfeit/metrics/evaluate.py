@@ -1,0 +1,85 @@
+"""Score generated images against a dataset with every metric on one set of features, with provenance.
+
+Real features are computed once per (dataset, split, extractor sha256) and cached in the user cache dir.
+FID gets a bootstrap confidence interval over the generated set; KID reports its std over subsets.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..data import fetch, load_data
+from ..errors import UserError
+from .features import Extractor, load_extractor
+from .fid import FID, GaussianStats, frechet_distance
+from .inception_score import InceptionScore
+from .kid import KID
+from .modes import class_coverage
+from .prdc import prdc
+
+FEATURE_METRICS = ["fid", "kid", "is", "pr", "classes"]
+
+
+def real_features(ex: Extractor, data_name: str, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+    path = fetch.cache_dir() / "stats" / f"{data_name.replace('/', '_')}-{split}-{ex.sha256[:16]}.pt"
+    if path.is_file():
+        try:
+            d = torch.load(path, weights_only=True)
+            return d["feats"], d["logits"]
+        except Exception:
+            path.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
+    data = load_data(data_name, split)
+    feats, logits = ex(data.x)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from ..checkpoint import atomic_save
+
+    atomic_save({"feats": feats, "logits": logits}, path)
+    return feats, logits
+
+
+def evaluate_images(fake: torch.Tensor, data_name: str, metrics: list[str], extractor: Extractor | None = None,
+                    split: str = "test", seed: int = 0, n_boot: int = 20) -> dict:
+    """fake: uint8 (N, C, H, W). Returns {metric: {...}, "provenance": {...}, "seconds": {...}}."""
+    ex = extractor or load_extractor(data_name)
+    t = time.time()
+    rf, rl = real_features(ex, data_name, split)
+    ff, fl = ex(fake)
+    out: dict = {"provenance": {**ex.provenance(), "real": f"{data_name} {split} ({len(rf)})", "n_fake": len(ff),
+                                "seed": seed}, "seconds": {"features": round(time.time() - t, 2)}}
+    for m in metrics:
+        t = time.time()
+        if m == "fid":
+            fid = FID()
+            fid.update(rf, real=True)
+            fid.update(ff, real=False)
+            res = fid.compute()
+            mu_r, s_r = fid.real.mean_cov()
+            g = torch.Generator().manual_seed(seed)
+            boots = []
+            for _ in range(n_boot):  # resample the generated set with replacement
+                st = GaussianStats()
+                st.update(ff[torch.randint(len(ff), (len(ff),), generator=g)])
+                boots.append(frechet_distance(mu_r, s_r, *st.mean_cov()))
+            b = torch.tensor(boots)
+            res["ci95"] = [float(b.quantile(0.025)), float(b.quantile(0.975))]
+            res["bootstrap"] = n_boot
+            out["fid"] = res
+        elif m == "kid":
+            kid = KID(subsets=100, subset_size=1000, seed=seed)
+            kid.update(rf, real=True)
+            kid.update(ff, real=False)
+            out["kid"] = kid.compute()
+        elif m == "is":
+            s = InceptionScore(10)
+            s.update(fl)
+            out["is"] = s.compute()
+        elif m == "pr":
+            out["pr"] = prdc(rf, ff, k=3)
+        elif m == "classes":
+            out["classes"] = class_coverage(fl, rl.shape[1])
+        else:
+            raise UserError(f"unknown metric '{m}'")
+        out["seconds"][m] = round(time.time() - t, 2)
+    return out
