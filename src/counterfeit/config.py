@@ -53,6 +53,9 @@ class ModelConfig:
     num_classes: int = 0  # > 0 makes G and D conditional on a label
     embed_dim: int = 50  # label embedding size in G (concat)
     d_cond: str = "none"  # how D sees the label: none | concat | projection | acgan
+    d_hidden: list = field(default_factory=lambda: [128, 128])  # toy MLP discriminator
+    activation: str = "relu"  # toy MLPs: relu | tanh | leaky_relu
+    pack: int = 1  # PacGAN: D judges `pack` samples at once, concatenated along features / channels
 
 
 @dataclass
@@ -100,6 +103,7 @@ class TrainConfig:
     parzen_monitor_samples: int = 2000
     parzen_monitor_valid: int = 500
     ema_decay: float = 0.0  # > 0 keeps an exponential moving average of G's weights (sampling uses it)
+    keep_checkpoints: int = 3  # newest checkpoints kept in the run dir (0 = all)
 
 
 @dataclass

@@ -31,10 +31,10 @@ from .metrics.parzen import PAPER_SIGMAS, parzen_log_likelihoods
 from .recipes import Losses, build_recipe
 from .viz.curves import plot_curves
 from .viz.grid import make_gif, save_grid
+from .viz.report import write_report
 
 # Keys that say how long / where to run, not what to train: they may change on --resume.
 RESUMABLE_KEYS = {"train.steps", "train.epochs", "train.device", "train.threads", "description"}
-KEEP_CHECKPOINTS = 3
 
 
 @dataclass
@@ -142,9 +142,10 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
     ckpt_every = t_cfg.checkpoint_every or steps_per_epoch
     x_all = data.x.to(device)  # uint8 (N, C, H, W), indexed per batch
     y_all = None if data.y is None else data.y.to(device)
-    fixed_z = recipe.sample_z(t_cfg.sample_grid**2, generator=torch.Generator().manual_seed(t_cfg.seed + 777)).to(device)
+    n_fixed = t_cfg.sample_grid**2 if data.is_image else 2500  # toy frames show 2,500 points (PacGAN's count)
+    fixed_z = recipe.sample_z(n_fixed, generator=torch.Generator().manual_seed(t_cfg.seed + 777)).to(device)
     # conditional models: row r of the grid shows class r (mod the number of classes)
-    fixed_y = (torch.arange(t_cfg.sample_grid**2) // t_cfg.sample_grid % recipe.num_classes).to(device) \
+    fixed_y = (torch.arange(n_fixed) // t_cfg.sample_grid % recipe.num_classes).to(device) \
         if recipe.conditional else None
     G_ema = None
     if t_cfg.ema_decay > 0:  # exponential moving average of G's weights (Yazici et al.; Karras et al.)
@@ -185,7 +186,7 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
     if step >= total:
         return RunResult(run, step, total, elapsed, ckpt.latest_checkpoint(run))
 
-    valid = monitor_data(cfg) if t_cfg.parzen_monitor else None
+    valid = monitor_data(cfg) if t_cfg.parzen_monitor and data.is_image else None
     tb = _tensorboard(run, purge_step=step)
     metrics_f = open(run / "metrics.jsonl", "a")
     perm_cache: dict[int, torch.Tensor] = {}
@@ -262,9 +263,15 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
         with torch.no_grad():
             G_show = G_ema if G_ema is not None else G
             G_show.eval()
-            imgs = to_uint8(recipe.generate(fixed_z, fixed_y, G=G_show), cfg.data.range)
-            path = save_grid(imgs, run / "samples" / f"step-{step:08d}.png", nrow=t_cfg.sample_grid)
+            path = run / "samples" / f"step-{step:08d}.png"
             row = {"step": step, "epoch": round(batches / batches_per_epoch, 3), "time": round(elapsed + time.time() - t0, 2)}
+            if data.is_image:
+                imgs = to_uint8(recipe.generate(fixed_z, fixed_y, G=G_show), cfg.data.range)
+                save_grid(imgs, path, nrow=t_cfg.sample_grid)
+            else:
+                from .viz.toy import toy_frame
+
+                row.update(toy_frame(path, recipe, G_show, fixed_z, cfg.data.name, step))
             if valid is not None:
                 gen = torch.Generator().manual_seed(t_cfg.seed * 7919 + step)  # own stream: training RNG untouched
                 z = recipe.sample_z(t_cfg.parzen_monitor_samples, generator=gen).to(device)
@@ -291,9 +298,10 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
         }
         path = ckpt.checkpoint_path(run, step)
         ckpt.atomic_save(state, path)
-        ckpt.prune(run, KEEP_CHECKPOINTS)
+        ckpt.prune(run, t_cfg.keep_checkpoints)
         make_gif(sorted((run / "samples").glob("step-*.png")), run / "progress.gif")
         plot_curves(run / "metrics.jsonl", run / "curves.png", title=f"{cfg.name}: {cfg.model.recipe}")
+        write_report(run)
         return path
 
     # ------------------------------------------------------------------ the loop

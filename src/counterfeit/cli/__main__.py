@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from ..errors import UserError
-from . import classifier, evaluate, presets, sample, train
+from . import classifier, evaluate, figure1, presets, report, sample, train
 
 COMMANDS = {"train": train, "sample": sample, "evaluate": evaluate, "presets": presets,
-            "classifier": classifier}
+            "classifier": classifier, "figure1": figure1, "report": report}
 
 
 class _Parser(argparse.ArgumentParser):

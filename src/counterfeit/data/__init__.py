@@ -30,7 +30,9 @@ class ImageData:
     num_classes: int = 0
 
     def __post_init__(self):
-        assert self.x.dtype == torch.uint8 and self.x.ndim == 4, (self.x.dtype, self.x.shape)
+        # images: uint8 (N, C, H, W); toy data: float32 (N, D)
+        assert (self.x.dtype == torch.uint8 and self.x.ndim == 4) or (self.x.is_floating_point() and self.x.ndim == 2), \
+            (self.x.dtype, self.x.shape)
         if self.y is not None:
             self.num_classes = int(self.y.max()) + 1 if len(self.y) else 0
 
@@ -38,8 +40,12 @@ class ImageData:
         return self.x.shape[0]
 
     @property
-    def shape(self) -> tuple[int, int, int]:
+    def shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        return self.x.ndim == 4
 
     def subset(self, start: int, stop: int) -> "ImageData":
         return ImageData(self.x[start:stop], None if self.y is None else self.y[start:stop], self.name)
@@ -50,7 +56,9 @@ class ImageData:
 
 
 def to_float(x: torch.Tensor, range_: str) -> torch.Tensor:
-    """uint8 batch -> float32 in [0, 1] ("01") or [-1, 1] ("pm1")."""
+    """uint8 batch -> float32 in [0, 1] ("01") or [-1, 1] ("pm1"); toy (float) data pass through."""
+    if x.is_floating_point():
+        return x
     x = x.float() / 255.0
     return x if range_ == "01" else x * 2.0 - 1.0
 
@@ -100,6 +108,8 @@ def _split(x, y, split: str, name: str, has_test: bool, load_test):
 
 def load_data(name: str, split: str = "train", image_size: int = 0, channels: int = 0, limit: int = 0) -> ImageData:
     """Resolve a dataset name or path and return the requested split in memory."""
+    if name.startswith("toy:"):
+        return _toy(name, split, limit)
     if name == "embedded":
         x, y = _embedded()
         x, y = _split(x, y, split if split != "paper-train" else "train", name, False, None)
@@ -149,3 +159,25 @@ def _load_npz(p: Path) -> torch.Tensor:
     if a.dtype != np.uint8 or a.ndim != 4:
         raise UserError(f"{p}: 'images' must be uint8 (N, H, W, C), got {a.dtype} {a.shape}")
     return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
+
+
+TOY_SIZE = 100_000
+
+
+def _toy(name: str, split: str, limit: int) -> ImageData:
+    """toy:gauss1d (the paper's Figure 1), toy:ring8, toy:grid25: a fixed draw of 100,000 points per split."""
+    from .toy import TOYS, gaussian_1d, sample_mixture
+
+    kind = name[4:]
+    seed = {"train": 0, "paper-train": 0, "test": 1, "paper-valid": 2, "all": 0}.get(split)
+    if seed is None:
+        raise UserError(f"unknown split '{split}' (known: {', '.join(SPLITS)})")
+    g = torch.Generator().manual_seed(seed)
+    n = limit or TOY_SIZE
+    if kind == "gauss1d":
+        x = gaussian_1d(n, generator=g)
+    elif kind in TOYS:
+        x = sample_mixture(kind, n, generator=g)
+    else:
+        raise UserError(f"unknown toy dataset '{name}' (known: toy:gauss1d, {', '.join('toy:' + k for k in TOYS)})")
+    return ImageData(x.float().contiguous(), None, name)

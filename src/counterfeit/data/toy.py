@@ -6,8 +6,10 @@ import math
 
 import torch
 
+GAUSS1D = (4.0, 0.5)  # mean, std of the 1D data in Figure 1
 
-def gaussian_1d(n: int, mean: float = 4.0, std: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
+
+def gaussian_1d(n: int, mean: float = GAUSS1D[0], std: float = GAUSS1D[1], generator: torch.Generator | None = None) -> torch.Tensor:
     """(n, 1) samples of N(mean, std^2): p_data of the paper's Figure 1."""
     return mean + std * torch.randn(n, 1, generator=generator)
 

@@ -48,8 +48,14 @@ class Recipe:
         self.aux = self.conditional and cfg.model.d_cond == "acgan"
         if cfg.model.d_cond not in ("none", "concat", "projection", "acgan"):
             raise UserError(f"unknown model.d_cond '{cfg.model.d_cond}' (known: none, concat, projection, acgan)")
+        self.pack = cfg.model.pack
+        if self.pack < 1 or (self.pack > 1 and self.conditional):
+            raise UserError("model.pack must be >= 1, and packing (PacGAN) is for unconditional recipes")
+        if self.pack > 1 and cfg.train.batch_size % self.pack:
+            raise UserError(f"train.batch_size {cfg.train.batch_size} is not a multiple of model.pack {self.pack}")
+        d_shape = (shape[0] * self.pack, *shape[1:])  # PacGAN: m samples side by side along features/channels
         self.G: nn.Module = registry.get("net", cfg.model.generator)(cfg, shape, data)
-        self.D: nn.Module = registry.get("net", cfg.model.discriminator)(cfg, shape, data)
+        self.D: nn.Module = registry.get("net", cfg.model.discriminator)(cfg, d_shape, data)
         # With BatchNorm in D, real and fake go through D in separate passes (their own batch statistics),
         # as in Radford et al.'s code; otherwise one concatenated pass is cheaper and equivalent.
         self.concat_real_fake = not any(isinstance(m, _BatchNorm) for m in self.D.modules())
@@ -93,6 +99,8 @@ class Recipe:
 
     # ---------------------------------------------------------------- shared machinery
     def _critic(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.pack > 1:  # (B, S0, ...) -> (B/m, m*S0, ...): D judges m samples at once; one output per pack
+            x = x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:])
         out = self.D(x, y) if self.conditional else self.D(x)
         return out if isinstance(out, tuple) else (out, None)  # (B,) logits, (B, classes) or None
 
@@ -105,7 +113,7 @@ class Recipe:
     def _d_pass(self, real, y, fake, yf):
         real, fake = self._noisy(real), self._noisy(fake)
         if self.concat_real_fake:
-            b = real.shape[0]
+            b = real.shape[0] // self.pack  # D gives one output per pack of m samples
             out, aux = self._critic(torch.cat([real, fake]), None if y is None else torch.cat([y, yf]))
             split = lambda t: (None, None) if t is None else (t[:b], t[b:])  # noqa: E731
             (lr, lf), (ar, af) = (out[:b], out[b:]), split(aux)
