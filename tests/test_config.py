@@ -24,7 +24,8 @@ def test_gan2014_preset_matches_the_authors_mnist_yaml():
 
 def test_overrides_are_typed():
     cfg = config.load_config("gan2014-mnist", ["train.batch_size=64", "optim.lr_d=0.05", "model.g_hidden=[10, 20]",
-                                               "train.simultaneous=false"])
+                                               "train.simultaneous=false", "optim.min_lr=1e-5"])
+    assert cfg.optim.min_lr == 1e-5  # YAML 1.1 alone would read '1e-5' as a string
     assert cfg.train.batch_size == 64 and cfg.optim.lr_d == 0.05
     assert cfg.model.g_hidden == [10, 20] and cfg.train.simultaneous is False
 

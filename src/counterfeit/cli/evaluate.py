@@ -8,9 +8,10 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import safe_load
 from ..errors import UserError
 
-METRICS = ["parzen", "fid", "kid", "is", "pr", "classes"]
+METRICS = ["parzen", "fid", "kid", "is", "pr", "classes", "elbo"]
 
 
 def build_parser(p):
@@ -74,7 +75,20 @@ def run(args) -> int:
         results["parzen"] = evaluate_parzen(floats if floats is not None else samples, data_name)
         results["parzen"]["samples"] = "float in [0, 1]" if floats is not None else "uint8 / 255"
         results["seconds"]["parzen"] = round(time.time() - t, 2)
-    feature_metrics = [m for m in names if m != "parzen"]
+    if "elbo" in names:
+        if src.suffix == ".npz" or cfg.model.recipe != "vae":
+            raise UserError("metric 'elbo' needs a VAE run (recipe vae)")
+        from ..data import load_data
+        from ..recipes.vae import evaluate_elbo
+
+        t = time.time()
+        recipe.D.load_state_dict(safe_load(info["path"])["D"])  # the encoder, for the ELBO
+        recipe.D.eval()
+        results["elbo"] = {**evaluate_elbo(recipe, load_data(data_name, "test").x, seed=args.seed),
+                           "data": f"{data_name} test"}
+        results["seconds"]["elbo"] = round(time.time() - t, 2)
+        print(f"elbo:      {results['elbo']['elbo']:.2f} nats per image on {results['elbo']['n']} test images")
+    feature_metrics = [m for m in names if m not in ("parzen", "elbo")]
     if feature_metrics:
         from ..metrics.evaluate import evaluate_images
 

@@ -1,6 +1,6 @@
 """One file per GAN variant; each registers itself under its name."""
 
-from . import acgan, cgan, dcgan, gan, hinge, lsgan, wgan, wgan_gp  # noqa: F401
+from . import acgan, cgan, dcgan, gan, hinge, lsgan, vae, wgan, wgan_gp  # noqa: F401
 from .base import Losses, Recipe, build_recipe  # noqa: F401
 
 ALL = True
