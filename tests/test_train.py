@@ -107,3 +107,14 @@ def test_schedules_follow_pylearn2():
     assert momentum_at(o, 0) == 0.5
     assert math.isclose(momentum_at(o, 124), 0.5 + 0.2 * 124 / 249)
     assert math.isclose(momentum_at(o, 249), 0.7) and momentum_at(o, 400) == 0.7
+
+
+def test_divergence_is_one_clear_error_and_keeps_good_checkpoints(tmp_path, mnist_dir):
+    # log every 5 steps, checkpoint every 3: the guard must hold whichever tick sees the damage first
+    cfg = _cfg(mnist_dir, ["optim.lr_d=1e30", "optim.lr_g=1e30", "optim.momentum=0", "optim.final_momentum=0",
+                           "train.log_every=5"], steps=12)
+    with pytest.raises(UserError, match="training diverged: .*not finite"):
+        train(cfg, tmp_path / "run", progress=False)
+    for _, p in list_checkpoints(tmp_path / "run"):
+        state = safe_load(p)
+        assert all(torch.isfinite(v).all() for v in state["G"].values())

@@ -288,6 +288,9 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
         return row
 
     def checkpoint_tick() -> Path:
+        if not all(torch.isfinite(p).all() for p in (*G.parameters(), *D.parameters())):
+            raise UserError(f"training diverged: non-finite weights at step {step}; last good checkpoint: "
+                            f"{ckpt.latest_checkpoint(run) or 'none'} (try a lower learning rate)")
         state = {
             "format": ckpt.FORMAT, "step": step, "batches": batches, "elapsed": elapsed + (time.time() - t0),
             "G": G.state_dict(), "D": D.state_dict(), "optG": opt_g.state_dict(), "optD": opt_d.state_dict(),
@@ -330,8 +333,10 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
                 if o.name == "sgd":
                     row["momentum"] = opt_d.param_groups[0]["momentum"]
                 row["img/s"] = count * B * k / max(now - t_window, 1e-9)
-                if not all(math.isfinite(v) for key, v in row.items() if key.startswith("loss/")):
-                    raise FloatingPointError(f"non-finite loss at step {step}: {row}")
+                bad = [key for key, v in row.items() if key.startswith("loss/") and not math.isfinite(v)]
+                if bad:  # diverged: stop before writing a poisoned checkpoint over good ones
+                    raise UserError(f"training diverged: {', '.join(bad)} not finite by step {step}; last good "
+                                    f"checkpoint: {ckpt.latest_checkpoint(run) or 'none'} (try a lower learning rate)")
                 _log(metrics_f, tb, row)
                 if bar is not None:
                     bar.set_postfix({"D": f"{row['loss/D/total']:.3f}", "G": f"{row['loss/G/total']:.3f}",
