@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from counterfeit import config
+from counterfeit.checkpoint import latest_checkpoint, safe_load
 from counterfeit.data import load_data
 from counterfeit.metrics.parzen import parzen_evaluate
 from counterfeit.sampling import generate, load_generator
@@ -49,14 +50,21 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(HERE / "_work" / "gan2014-mnist"))
     p.add_argument("--resume", action="store_true")
     p.add_argument("--result", default=str(HERE / "results" / "gan2014-mnist.json"))
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="score the latest checkpoint in --out as it stands (a run stopped early; resume it later)")
     args = p.parse_args(argv)
 
     overrides = [f"train.epochs={args.epochs}"] if args.epochs else []
     cfg = config.load_config("gan2014-mnist", overrides)
-    t = time.time()
-    res = train(cfg, args.out, resume=args.resume, progress=sys.stderr.isatty())
-    wall_train = res.wall_s
-    print(f"trained {res.step} steps in {wall_train:.0f} s (this invocation {time.time() - t:.0f} s)", flush=True)
+    if args.evaluate_only:
+        state = safe_load(latest_checkpoint(args.out))
+        step, wall_train = int(state["step"]), float(state["elapsed"])
+        print(f"evaluating the checkpoint at step {step} ({wall_train:.0f} s of training)", flush=True)
+    else:
+        t = time.time()
+        res = train(cfg, args.out, resume=args.resume, progress=sys.stderr.isatty())
+        step, wall_train = res.step, res.wall_s
+        print(f"trained {step} steps in {wall_train:.0f} s (this invocation {time.time() - t:.0f} s)", flush=True)
 
     valid = load_data("mnist", "paper-valid").subset(0, 1000)
     test = load_data("mnist", "test")
@@ -77,12 +85,13 @@ def main(argv=None) -> int:
     steps_per_epoch = 50000 // cfg.train.batch_size
     out = {
         "command": "COUNTERFEIT_DATA=../shared/datasets python bench/gan2014_mnist.py"
-                   + (f" --epochs {args.epochs}" if args.epochs else ""),
+                   + (f" --epochs {args.epochs}" if args.epochs else "") + (" --evaluate-only" if args.evaluate_only else ""),
         "machine": machine(),
         "preset": "gan2014-mnist",
         "wall_s": round(wall_train, 1),
-        "epochs": round(res.step / steps_per_epoch, 3),
-        "steps": res.step,
+        "epochs": round(step / steps_per_epoch, 3),
+        "epochs_planned": cfg.train.epochs,
+        "steps": step,
         "checkpoint": info["path"],
         "parzen": {"mean": round(parzen.mean, 2), "se": round(parzen.se, 2), "sigma": parzen.sigma,
                    "n_samples": 10000, "valid": "train[50000:51000]", "test": "t10k (10000)",

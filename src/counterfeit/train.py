@@ -302,9 +302,12 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
         path = ckpt.checkpoint_path(run, step)
         ckpt.atomic_save(state, path)
         ckpt.prune(run, t_cfg.keep_checkpoints)
-        make_gif(sorted((run / "samples").glob("step-*.png")), run / "progress.gif")
-        plot_curves(run / "metrics.jsonl", run / "curves.png", title=f"{cfg.name}: {cfg.model.recipe}")
-        write_report(run)
+        # the GIF, curves and report take seconds to rebuild: at most once a minute, and always at the end
+        if step == total or time.time() - last_refresh[0] > 60:
+            make_gif(sorted((run / "samples").glob("step-*.png")), run / "progress.gif")
+            plot_curves(run / "metrics.jsonl", run / "curves.png", title=f"{cfg.name}: {cfg.model.recipe}")
+            write_report(run)
+            last_refresh[0] = time.time()
         return path
 
     # ------------------------------------------------------------------ the loop
@@ -312,6 +315,7 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
     sums: dict[str, float] = {}
     count, t0, t_window = 0, time.time(), time.time()
     last_ckpt = None
+    last_refresh = [0.0]  # wall time of the last GIF/curves/report rebuild
     if step == 0:
         _log(metrics_f, tb, sample_tick())
     try:
