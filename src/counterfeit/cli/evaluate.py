@@ -65,9 +65,11 @@ def run(args) -> int:
         data_name = args.data or cfg.data.name
         if data_name == "embedded":
             data_name = "mnist"  # the embedded digits are MNIST's; score on MNIST's validation/test
-        samples = generate(recipe, args.n, seed=args.seed)  # uint8, as a user's samples file would hold
-        if "parzen" in names:  # continuous pixels, as the paper scored them
+        if "parzen" in names:  # continuous pixels in [0, 1], as the paper scored them; uint8 derived from them
             floats = generate(recipe, args.n, seed=args.seed, as_uint8=False)
+            samples = (floats.clamp(0, 1) * 255.0).round().to(torch.uint8)
+        else:
+            samples = generate(recipe, args.n, seed=args.seed)  # uint8, as a user's samples file would hold
         prov.update(checkpoint=info["path"], step=info["step"], ema=info["ema"], n=args.n, seed=args.seed)
     results: dict = {"provenance": prov, "data": data_name, "seconds": {}}
     if "parzen" in names:
