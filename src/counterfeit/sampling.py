@@ -26,9 +26,11 @@ def load_generator(run_or_ckpt: str | Path) -> tuple[Recipe, config_mod.Config, 
     try:
         # sampling uses the moving average of G's weights when the run kept one
         recipe.G.load_state_dict(state["G_ema"] if "G_ema" in state else state["G"])
+        recipe.D.load_state_dict(state["D"])  # the critic, or a VAE's encoder (for its ELBO)
     except RuntimeError as e:
-        raise UserError(f"{path}: generator weights do not fit its config: {str(e).splitlines()[0]}") from None
+        raise UserError(f"{path}: weights do not fit its config: {str(e).splitlines()[0]}") from None
     recipe.G.eval()
+    recipe.D.eval()
     return recipe, cfg, {"path": str(path), "step": int(state["step"]), "ema": "G_ema" in state}
 
 

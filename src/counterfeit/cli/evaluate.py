@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import safe_load
 from ..errors import UserError
 
 METRICS = ["parzen", "fid", "kid", "is", "pr", "classes", "elbo"]
@@ -84,8 +83,6 @@ def run(args) -> int:
         from ..recipes.vae import evaluate_elbo
 
         t = time.time()
-        recipe.D.load_state_dict(safe_load(info["path"])["D"])  # the encoder, for the ELBO
-        recipe.D.eval()
         results["elbo"] = {**evaluate_elbo(recipe, load_data(data_name, "test").x, seed=args.seed),
                            "data": f"{data_name} test"}
         results["seconds"]["elbo"] = round(time.time() - t, 2)

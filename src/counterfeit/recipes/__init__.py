@@ -2,5 +2,3 @@
 
 from . import acgan, cgan, dcgan, gan, hinge, lsgan, vae, wgan, wgan_gp  # noqa: F401
 from .base import Losses, Recipe, build_recipe  # noqa: F401
-
-ALL = True

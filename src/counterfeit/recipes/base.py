@@ -129,7 +129,7 @@ class Recipe:
             # ACGAN: D classifies real and generated images; log P(C = c | x) for both
             terms["cls"] = lc.aux_weight * (F.cross_entropy(ar, y) + F.cross_entropy(af, yf))
         if lc.gp_weight > 0:
-            terms["gp"] = lc.gp_weight * L.gradient_penalty(lambda x: self._critic(x, None if y is None else y)[0], real, fake)
+            terms["gp"] = lc.gp_weight * L.gradient_penalty(lambda x: self._critic(x, y)[0], real, fake)
         if lc.r1_gamma > 0:
             terms["r1"] = 0.5 * lc.r1_gamma * L.r1_penalty(lambda x: self._critic(x, y)[0], real)
         lr_, lf_ = lr.detach(), lf.detach()
@@ -182,6 +182,6 @@ def make_optimizer(o, params, lr: float) -> torch.optim.Optimizer:
 
 
 def build_recipe(cfg, shape, data=None) -> Recipe:
-    from . import ALL  # noqa: F401,F811  (importing the package registers every recipe)
+    from .. import recipes  # noqa: F401  (importing the package registers every recipe)
 
     return registry.get("recipe", cfg.model.recipe)(cfg, shape, data)
