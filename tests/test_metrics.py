@@ -142,3 +142,36 @@ def test_wrong_sha_weights_are_refused(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(UserError, match="refusing"):
         load_extractor("mnist", path, expected_sha256=good)
+
+
+def test_inception_needs_a_local_file_and_says_how(tmp_path, monkeypatch):
+    from counterfeit.metrics.inception import load_inception
+
+    monkeypatch.delenv("COUNTERFEIT_INCEPTION", raising=False)
+    with pytest.raises(UserError, match="--inception PATH"):
+        load_inception()
+    with pytest.raises(UserError, match="not found"):
+        load_inception(tmp_path / "pt_inception-2015-12-05-6726825d.pth")
+
+
+def test_inception_loads_a_torchvision_layout_state_dict_and_checks_its_hash(tmp_path, monkeypatch):
+    from counterfeit.metrics.features import sha256_file
+    from counterfeit.metrics.inception import FIDInceptionV3, load_inception
+
+    torch.manual_seed(0)
+    net = FIDInceptionV3()
+    # saved as the 2015 port was: no num_batches_tracked buffers, torchvision's key names
+    state = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert "Mixed_7c.branch3x3dbl_3b.conv.weight" in state and state["fc.weight"].shape == (1008, 2048)
+    path = tmp_path / "inception.pth"
+    torch.save(state, path)
+    with pytest.raises(UserError, match="not the FID Inception file"):
+        load_inception(path)  # random weights: not the known hash
+    monkeypatch.setenv("COUNTERFEIT_INCEPTION", str(path))
+    ex = load_inception(expected_sha256=sha256_file(path))
+    feats, logits = ex(torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8))
+    assert feats.shape == (2, 2048) and logits.shape == (2, 1008) and torch.isfinite(feats).all()
+    assert ex.provenance()["extractor"].startswith("fid-inception/") and not ex.domain
+    torch.save({k: v for k, v in state.items() if not k.startswith("fc.")}, path)  # a truncated file
+    with pytest.raises(UserError, match="do not fit"):
+        load_inception(path, expected_sha256=sha256_file(path))

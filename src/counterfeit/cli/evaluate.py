@@ -10,7 +10,7 @@ import torch
 
 from ..errors import UserError
 
-METRICS = ["parzen", "fid", "kid", "is", "pr", "classes", "elbo"]
+METRICS = ["parzen", "fid", "kid", "is", "pr", "classes", "elbo", "cas"]
 
 
 def build_parser(p):
@@ -20,6 +20,12 @@ def build_parser(p):
     p.add_argument("--n", type=int, default=10000, help="samples to draw from a run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the results here as JSON")
+    p.add_argument("--features", choices=["classifier", "inception"], default=None,
+                   help="feature network for fid/kid/is/pr: the bundled classifier of the dataset (default) or the "
+                        "FID Inception-v3 from a local weights file")
+    p.add_argument("--inception", metavar="PATH", help="Inception-v3 weights file (pytorch-fid's "
+                   "pt_inception-2015-12-05-6726825d.pth); implies --features inception; default $COUNTERFEIT_INCEPTION")
+    p.add_argument("--inception-sha256", help="accept an Inception weights file with this sha256 instead of the known one")
     return p
 
 
@@ -87,11 +93,30 @@ def run(args) -> int:
                            "data": f"{data_name} test"}
         results["seconds"]["elbo"] = round(time.time() - t, 2)
         print(f"elbo:      {results['elbo']['elbo']:.2f} nats per image on {results['elbo']['n']} test images")
-    feature_metrics = [m for m in names if m not in ("parzen", "elbo")]
+    if "cas" in names:
+        if src.suffix == ".npz" or not recipe.conditional:
+            raise UserError("metric 'cas' needs a conditional run (a recipe with num_classes > 0, e.g. cgan-mnist)")
+        from ..data import load_data
+        from ..metrics.cas import classification_accuracy_score
+
+        t = time.time()
+        test, train = load_data(data_name, "test"), load_data(data_name, "train")
+        results["cas"] = {**classification_accuracy_score(recipe, test.x, test.y, n=args.n, seed=args.seed,
+                                                          real=(train.x, train.y)), "data": f"{data_name} test"}
+        results["seconds"]["cas"] = round(time.time() - t, 2)
+        c = results["cas"]
+        print(f"cas:       {c['cas']:.4f} (classifier trained on {c['n_generated']} generated, tested on real); "
+              f"same classifier on {c['n_real']} real images: {c['real_data_accuracy']:.4f}")
+    feature_metrics = [m for m in names if m not in ("parzen", "elbo", "cas")]
     if feature_metrics:
         from ..metrics.evaluate import evaluate_images
 
-        r = evaluate_images(samples, data_name, feature_metrics, seed=args.seed)
+        extractor = None
+        if args.features == "inception" or args.inception:
+            from ..metrics.inception import load_inception
+
+            extractor = load_inception(args.inception, args.inception_sha256)
+        r = evaluate_images(samples, data_name, feature_metrics, extractor=extractor, seed=args.seed)
         results["provenance"].update(r.pop("provenance"))
         results["seconds"].update(r.pop("seconds"))
         results.update(r)

@@ -71,14 +71,22 @@ class Extractor:
 
     name: str
     sha256: str
-    model: DomainClassifier
+    model: nn.Module  # uint8 images -> (features, logits)
     info: dict
+    kind: str = "counterfeit-classifier"  # or "fid-inception"
+    batch: int = 1000
+
+    @property
+    def domain(self) -> bool:
+        """True for a classifier of the data's own classes (class coverage means something)."""
+        return self.kind == "counterfeit-classifier"
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 (N, C, H, W) -> features (N, 128) float64, logits (N, K) float64."""
+    def __call__(self, images: torch.Tensor, batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 (N, C, H, W) -> features (N, D) float64, logits (N, K) float64."""
         if images.dtype != torch.uint8:
-            raise UserError(f"the {self.name} classifier takes uint8 images, got {images.dtype}")
+            raise UserError(f"the {self.name} extractor takes uint8 images, got {images.dtype}")
+        batch = batch or self.batch
         feats, logits = [], []
         for i in range(0, len(images), batch):
             f, lg = self.model(images[i : i + batch])
@@ -87,8 +95,10 @@ class Extractor:
         return torch.cat(feats), torch.cat(logits)
 
     def provenance(self) -> dict:
-        return {"extractor": f"counterfeit-classifier/{self.name}", "sha256": self.sha256,
-                "test_accuracy": self.info.get("test_accuracy")}
+        out = {"extractor": f"{self.kind}/{self.name}", "sha256": self.sha256}
+        if self.domain:
+            out["test_accuracy"] = self.info.get("test_accuracy")
+        return out
 
 
 def load_extractor(name: str, path: str | Path | None = None, expected_sha256: str | None = None) -> Extractor:
@@ -144,11 +154,11 @@ def evaluate_accuracy(model: DomainClassifier, x: torch.Tensor, y: torch.Tensor,
 
 
 def train_classifier(train_x, train_y, test_x, test_y, epochs: int = 8, batch: int = 128, lr: float = 2e-3,
-                     seed: int = 0, progress: bool = True) -> tuple[DomainClassifier, dict]:
+                     seed: int = 0, progress: bool = True, num_classes: int | None = None) -> tuple[DomainClassifier, dict]:
     """Adam with a one-cycle schedule and light augmentation; returns the model and its test accuracy."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    model = DomainClassifier(train_x.shape[1], int(train_y.max()) + 1, train_x.shape[2])
+    model = DomainClassifier(train_x.shape[1], num_classes or int(train_y.max()) + 1, train_x.shape[2])
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps = epochs * (len(train_x) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)

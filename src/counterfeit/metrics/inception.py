@@ -1,0 +1,197 @@
+"""Inception-v3 as FID uses it (the 2015-12-05 TensorFlow graph ported to PyTorch), from a local weights file.
+
+Nothing is downloaded. The user names the file with `--inception PATH` or $COUNTERFEIT_INCEPTION; the common
+files are pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` and torch-fidelity's
+`weights-inception-2015-12-05-6726825d.pth` (one state dict, the same bytes). Its sha256 must be the recorded one
+(or one the user states with --inception-sha256); anything else is refused. Absent weights are an error that says
+how to provide them; there is no fallback to another network.
+
+The network follows torchvision's Inception3 layer names (so the state dict loads as is) with the FID graph's
+differences: average pools that exclude padding in the A, C and first E blocks, a max pool in the last E block's
+pool branch, and 1008 output classes. Input: uint8 images, grey repeated to 3 channels, bilinear resize to 299x299
+(align_corners=False, as pytorch-fid), scaled to [-1, 1]. Features: the 2048-d average pool; logits: fc (IS).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UserError
+from .features import Extractor, sha256_file
+
+ENV = "COUNTERFEIT_INCEPTION"
+# sha256 of the FID Inception weights file, as published for torch-fidelity's copy; pytorch-fid's file carries the
+# same 8-hex prefix in its name (the torch.hub convention). Not verified on this machine: it has no copy.
+KNOWN_SHA256 = {"6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2":
+                "pt_inception-2015-12-05-6726825d.pth / weights-inception-2015-12-05-6726825d.pth"}
+HOW = (f"download pt_inception-2015-12-05-6726825d.pth (pytorch-fid's release 'fid_weights') on a machine with "
+       f"internet, then pass --inception PATH or set {ENV}=PATH")
+
+
+class Conv(nn.Module):
+    """conv (no bias) -> BN (eps 1e-3) -> ReLU; attribute names as torchvision's BasicConv2d."""
+
+    def __init__(self, cin: int, cout: int, kernel, stride=1, padding=0):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, padding, bias=False)
+        self.bn = nn.BatchNorm2d(cout, eps=0.001)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+def _avg(x):
+    return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+
+
+class BlockA(nn.Module):
+    def __init__(self, cin: int, pool_features: int):
+        super().__init__()
+        self.branch1x1 = Conv(cin, 64, 1)
+        self.branch5x5_1, self.branch5x5_2 = Conv(cin, 48, 1), Conv(48, 64, 5, padding=2)
+        self.branch3x3dbl_1, self.branch3x3dbl_2 = Conv(cin, 64, 1), Conv(64, 96, 3, padding=1)
+        self.branch3x3dbl_3 = Conv(96, 96, 3, padding=1)
+        self.branch_pool = Conv(cin, pool_features, 1)
+
+    def forward(self, x):
+        return torch.cat([self.branch1x1(x), self.branch5x5_2(self.branch5x5_1(x)),
+                          self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                          self.branch_pool(_avg(x))], 1)
+
+
+class BlockB(nn.Module):
+    def __init__(self, cin: int):
+        super().__init__()
+        self.branch3x3 = Conv(cin, 384, 3, stride=2)
+        self.branch3x3dbl_1, self.branch3x3dbl_2 = Conv(cin, 64, 1), Conv(64, 96, 3, padding=1)
+        self.branch3x3dbl_3 = Conv(96, 96, 3, stride=2)
+
+    def forward(self, x):
+        return torch.cat([self.branch3x3(x), self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                          F.max_pool2d(x, 3, 2)], 1)
+
+
+class BlockC(nn.Module):
+    def __init__(self, cin: int, c7: int):
+        super().__init__()
+        h, v = ((1, 7), (0, 3)), ((7, 1), (3, 0))  # (kernel, padding): horizontal and vertical 7-tap convs
+        self.branch1x1 = Conv(cin, 192, 1)
+        self.branch7x7_1, self.branch7x7_2, self.branch7x7_3 = Conv(cin, c7, 1), Conv(c7, c7, h[0], padding=h[1]), \
+            Conv(c7, 192, v[0], padding=v[1])
+        self.branch7x7dbl_1 = Conv(cin, c7, 1)
+        self.branch7x7dbl_2 = Conv(c7, c7, v[0], padding=v[1])
+        self.branch7x7dbl_3 = Conv(c7, c7, h[0], padding=h[1])
+        self.branch7x7dbl_4 = Conv(c7, c7, v[0], padding=v[1])
+        self.branch7x7dbl_5 = Conv(c7, 192, h[0], padding=h[1])
+        self.branch_pool = Conv(cin, 192, 1)
+
+    def forward(self, x):
+        b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
+        d = x
+        for i in range(1, 6):
+            d = getattr(self, f"branch7x7dbl_{i}")(d)
+        return torch.cat([self.branch1x1(x), b7, d, self.branch_pool(_avg(x))], 1)
+
+
+class BlockD(nn.Module):
+    def __init__(self, cin: int):
+        super().__init__()
+        self.branch3x3_1, self.branch3x3_2 = Conv(cin, 192, 1), Conv(192, 320, 3, stride=2)
+        self.branch7x7x3_1 = Conv(cin, 192, 1)
+        self.branch7x7x3_2 = Conv(192, 192, (1, 7), padding=(0, 3))
+        self.branch7x7x3_3 = Conv(192, 192, (7, 1), padding=(3, 0))
+        self.branch7x7x3_4 = Conv(192, 192, 3, stride=2)
+
+    def forward(self, x):
+        b = x
+        for i in range(1, 5):
+            b = getattr(self, f"branch7x7x3_{i}")(b)
+        return torch.cat([self.branch3x3_2(self.branch3x3_1(x)), b, F.max_pool2d(x, 3, 2)], 1)
+
+
+class BlockE(nn.Module):
+    def __init__(self, cin: int, max_pool: bool):
+        super().__init__()
+        self.max_pool = max_pool  # the FID graph's last block pools with max, the one before with avg
+        self.branch1x1 = Conv(cin, 320, 1)
+        self.branch3x3_1 = Conv(cin, 384, 1)
+        self.branch3x3_2a, self.branch3x3_2b = Conv(384, 384, (1, 3), padding=(0, 1)), Conv(384, 384, (3, 1), padding=(1, 0))
+        self.branch3x3dbl_1, self.branch3x3dbl_2 = Conv(cin, 448, 1), Conv(448, 384, 3, padding=1)
+        self.branch3x3dbl_3a = Conv(384, 384, (1, 3), padding=(0, 1))
+        self.branch3x3dbl_3b = Conv(384, 384, (3, 1), padding=(1, 0))
+        self.branch_pool = Conv(cin, 192, 1)
+
+    def forward(self, x):
+        a = self.branch3x3_1(x)
+        d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+        pool = F.max_pool2d(x, 3, 1, 1) if self.max_pool else _avg(x)
+        return torch.cat([self.branch1x1(x), self.branch3x3_2a(a), self.branch3x3_2b(a), self.branch3x3dbl_3a(d),
+                          self.branch3x3dbl_3b(d), self.branch_pool(pool)], 1)
+
+
+class FIDInceptionV3(nn.Module):
+    """uint8 (B, C, H, W) -> pool3 features (B, 2048), logits (B, 1008)."""
+
+    def __init__(self):
+        super().__init__()
+        self.Conv2d_1a_3x3 = Conv(3, 32, 3, stride=2)
+        self.Conv2d_2a_3x3 = Conv(32, 32, 3)
+        self.Conv2d_2b_3x3 = Conv(32, 64, 3, padding=1)
+        self.Conv2d_3b_1x1 = Conv(64, 80, 1)
+        self.Conv2d_4a_3x3 = Conv(80, 192, 3)
+        self.Mixed_5b, self.Mixed_5c, self.Mixed_5d = BlockA(192, 32), BlockA(256, 64), BlockA(288, 64)
+        self.Mixed_6a = BlockB(288)
+        self.Mixed_6b, self.Mixed_6c = BlockC(768, 128), BlockC(768, 160)
+        self.Mixed_6d, self.Mixed_6e = BlockC(768, 160), BlockC(768, 192)
+        self.Mixed_7a = BlockD(768)
+        self.Mixed_7b, self.Mixed_7c = BlockE(1280, max_pool=False), BlockE(2048, max_pool=True)
+        self.fc = nn.Linear(2048, 1008)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = images.float() / 255.0
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) * 2.0 - 1.0
+        x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
+        x = F.max_pool2d(x, 3, 2)
+        x = F.max_pool2d(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)), 3, 2)
+        for name in ("5b", "5c", "5d", "6a", "6b", "6c", "6d", "6e", "7a", "7b", "7c"):
+            x = getattr(self, f"Mixed_{name}")(x)
+        feats = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return feats, self.fc(feats)
+
+
+def load_inception(path: str | Path | None = None, expected_sha256: str | None = None) -> Extractor:
+    """The FID Inception from `path` (or $COUNTERFEIT_INCEPTION), refused unless its sha256 is a known one."""
+    path = path or os.environ.get(ENV)
+    if not path:
+        raise UserError(f"Inception-v3 weights are not bundled (about 92 MB) and never downloaded at run time: {HOW}")
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Inception-v3 weights not found at {path}: {HOW}")
+    got = sha256_file(path)
+    allowed = {expected_sha256.lower()} if expected_sha256 else set(KNOWN_SHA256)
+    if got not in allowed:
+        raise UserError(f"Inception-v3 weights {path} have sha256 {got[:16]}..., which is not "
+                        f"{'the stated hash' if expected_sha256 else 'the FID Inception file'}; refusing to use them")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"Inception-v3 weights {path} do not load: {str(e).splitlines()[0][:200]}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    model = FIDInceptionV3()
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]  # absent from older saves; unused
+    unexpected = [k for k in unexpected if not k.startswith("AuxLogits")]
+    if missing or unexpected:
+        raise UserError(f"Inception-v3 weights {path} do not fit the FID network (missing {missing[:3]}, "
+                        f"unexpected {unexpected[:3]})")
+    model.eval()
+    return Extractor("inception-v3-2015-12-05", got, model, {"file": path.name, "features": 2048}, kind="fid-inception",
+                     batch=50)
