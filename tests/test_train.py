@@ -118,3 +118,36 @@ def test_divergence_is_one_clear_error_and_keeps_good_checkpoints(tmp_path, mnis
     for _, p in list_checkpoints(tmp_path / "run"):
         state = safe_load(p)
         assert all(torch.isfinite(v).all() for v in state["G"].values())
+
+
+def test_time_budget_stops_early_with_a_final_checkpoint(tmp_path, mnist_dir):
+    cfg = _cfg(mnist_dir, ["train.max_minutes=0.0005"], steps=100000)  # 0.03 s
+    res = train(cfg, tmp_path / "run", progress=False)
+    assert 0 < res.step < 100000
+    assert list_checkpoints(tmp_path / "run")[-1][0] == res.step
+    assert safe_load(res.checkpoint)["step"] == res.step
+
+
+def test_evaluation_during_training_tracks_the_best_checkpoint(tmp_path, mnist_dir, monkeypatch):
+    from counterfeit.metrics.features import manifest
+
+    if "mnist" not in manifest():
+        pytest.skip("no bundled MNIST classifier")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cfg = _cfg(mnist_dir, ["train.eval_every=3", "train.eval_samples=200", "train.eval_extractor=mnist",
+                           "train.eval_metrics=[fid, pr, classes]"], steps=9)
+    train(cfg, tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/fid" in r]
+    assert [r["step"] for r in evals] == [3, 6, 9]
+    assert all(0 <= r["eval/precision"] <= 1 and 0 <= r["eval/classes"] <= 10 for r in evals)
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    fids = {r["step"]: r["eval/fid"] for r in evals}
+    assert best["value"] == min(fids.values()) and fids[best["step"]] == best["value"]
+    assert evals[-1]["eval/best_fid"] == best["value"]
+    state = safe_load(tmp_path / "run" / "best.pt")
+    assert state["step"] == best["step"]
+    from counterfeit.sampling import generate, load_generator
+
+    recipe, _, info = load_generator(tmp_path / "run" / "best.pt")
+    assert info["step"] == best["step"] and generate(recipe, 4).shape == (4, 1, 28, 28)

@@ -104,6 +104,11 @@ class TrainConfig:
     parzen_monitor_valid: int = 500
     ema_decay: float = 0.0  # > 0 keeps an exponential moving average of G's weights (sampling uses it)
     keep_checkpoints: int = 3  # newest checkpoints kept in the run dir (0 = all)
+    max_minutes: float = 0.0  # wall-clock budget: stop (sample + checkpoint) once training has run this long (0 = none)
+    eval_every: int = 0  # steps between evaluations with the bundled classifier (0 = never); best.pt tracks the best
+    eval_metrics: list = field(default_factory=lambda: ["fid", "kid", "pr", "classes"])  # first one picks best.pt
+    eval_samples: int = 5000  # generated images per evaluation (scored against the test split)
+    eval_extractor: str = ""  # bundled classifier to score with (default: the dataset's own, e.g. mnist)
 
 
 @dataclass

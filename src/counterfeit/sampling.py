@@ -36,7 +36,7 @@ def load_generator(run_or_ckpt: str | Path) -> tuple[Recipe, config_mod.Config, 
 
 @torch.no_grad()
 def generate(recipe: Recipe, n: int, seed: int = 0, batch: int = 500, labels: torch.Tensor | None = None,
-             as_uint8: bool = True) -> torch.Tensor:
+             as_uint8: bool = True, G=None, device="cpu") -> torch.Tensor:
     """n samples (N, C, H, W): uint8, or float in [0, 1] for likelihood estimates on continuous pixels."""
     if n <= 0:
         raise UserError(f"--n must be positive, got {n}")
@@ -44,9 +44,9 @@ def generate(recipe: Recipe, n: int, seed: int = 0, batch: int = 500, labels: to
     out = []
     for i in range(0, n, batch):
         m = min(batch, n - i)
-        z = recipe.sample_z(m, generator=gen)
+        z = recipe.sample_z(m, generator=gen).to(device)
         y = labels[i : i + m] if labels is not None else recipe.sample_labels(m, generator=gen)
-        x = recipe.generate(z, y)
+        x = recipe.generate(z, None if y is None else y.to(device), G=G).cpu()
         if as_uint8:
             out.append(to_uint8(x, recipe.cfg.data.range))
         else:

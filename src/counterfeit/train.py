@@ -34,7 +34,8 @@ from .viz.grid import make_gif, save_grid
 from .viz.report import write_report
 
 # Keys that say how long / where to run, not what to train: they may change on --resume.
-RESUMABLE_KEYS = {"train.steps", "train.epochs", "train.device", "train.threads", "description"}
+RESUMABLE_KEYS = {"train.steps", "train.epochs", "train.device", "train.threads", "train.max_minutes",
+                  "train.eval_every", "train.eval_samples", "description"}
 
 
 @dataclass
@@ -287,11 +288,8 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
             tb.add_image("samples", np.array(_read_png(path)), step, dataformats="HWC")
         return row
 
-    def checkpoint_tick() -> Path:
-        if not all(torch.isfinite(p).all() for p in (*G.parameters(), *D.parameters())):
-            raise UserError(f"training diverged: non-finite weights at step {step}; last good checkpoint: "
-                            f"{ckpt.latest_checkpoint(run) or 'none'} (try a lower learning rate)")
-        state = {
+    def state_now() -> dict:
+        return {
             "format": ckpt.FORMAT, "step": step, "batches": batches, "elapsed": elapsed + (time.time() - t0),
             "G": G.state_dict(), "D": D.state_dict(), "optG": opt_g.state_dict(), "optD": opt_d.state_dict(),
             **({"G_ema": G_ema.state_dict()} if G_ema is not None else {}),
@@ -299,8 +297,13 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
             "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8),
             "fixed_z": fixed_z.cpu(), "config": cfg.to_json(), "shape": list(data.shape),
         }
+
+    def checkpoint_tick() -> Path:
+        if not all(torch.isfinite(p).all() for p in (*G.parameters(), *D.parameters())):
+            raise UserError(f"training diverged: non-finite weights at step {step}; last good checkpoint: "
+                            f"{ckpt.latest_checkpoint(run) or 'none'} (try a lower learning rate)")
         path = ckpt.checkpoint_path(run, step)
-        ckpt.atomic_save(state, path)
+        ckpt.atomic_save(state_now(), path)
         ckpt.prune(run, t_cfg.keep_checkpoints)
         # the GIF, curves and report take seconds to rebuild: at most once a minute, and always at the end
         if step == total or time.time() - last_refresh[0] > 60:
@@ -309,6 +312,23 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
             write_report(run)
             last_refresh[0] = time.time()
         return path
+
+    evaluator = _Evaluator(cfg, run, data) if t_cfg.eval_every > 0 else None
+
+    def eval_tick() -> dict:
+        G.eval()
+        G_show = G_ema if G_ema is not None else G
+        G_show.eval()
+        with torch.no_grad():
+            row = evaluator(recipe, G_show, step, state_now, device)
+        G.train()
+        row.update({"epoch": round(batches / batches_per_epoch, 3), "time": round(elapsed + time.time() - t0, 2)})
+        if bar is not None:
+            bar.write(f"step {step}: " + "  ".join(f"{k[5:]} {v:.4g}" for k, v in row.items() if k.startswith("eval/")))
+        return row
+
+    def over_budget() -> bool:
+        return t_cfg.max_minutes > 0 and elapsed + time.time() - t0 >= 60.0 * t_cfg.max_minutes
 
     # ------------------------------------------------------------------ the loop
     bar = _progress(total, step, progress)
@@ -323,6 +343,11 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
             ld, lg = one_step()
             step += 1
             count += 1
+            if over_budget() and step < total:  # the time budget is spent: this step is the last one
+                total = step
+                if bar is not None:
+                    bar.total = step
+                    bar.write(f"time budget of {t_cfg.max_minutes:g} min reached at step {step}")
             for who, losses in (("D", ld), ("G", lg)):
                 for name, v in losses.terms.items():
                     sums[f"loss/{who}/{name}"] = sums.get(f"loss/{who}/{name}", 0.0) + float(v.detach())
@@ -352,6 +377,8 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
                 bar.update(1)
             if step % sample_every == 0 or step == total:
                 _log(metrics_f, tb, sample_tick())
+            if evaluator is not None and (step % t_cfg.eval_every == 0 or step == total):
+                _log(metrics_f, tb, eval_tick())
             if step % ckpt_every == 0 or step == total:
                 metrics_f.flush()
                 last_ckpt = checkpoint_tick()
@@ -365,6 +392,54 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
         if tb is not None:
             tb.close()
     return RunResult(run, step, total, elapsed + time.time() - t0, last_ckpt)
+
+
+# ---------------------------------------------------------------------- evaluation during training
+
+
+class _Evaluator:
+    """Scores G every `train.eval_every` steps with the bundled classifier, as `counterfeit evaluate` does.
+
+    The first of fid/kid/is in `train.eval_metrics` picks the best step; its full training state is written
+    atomically to run/best.pt (a checkpoint like the others: sample and resume from it) and its scores to best.json.
+    """
+
+    def __init__(self, cfg, run: Path, data):
+        from .metrics.evaluate import SELECTORS, real_features, reference_name
+        from .metrics.features import load_extractor
+
+        t = cfg.train
+        if not data.is_image:
+            raise UserError("train.eval_every: evaluation with a classifier needs an image dataset")
+        self.metrics = list(t.eval_metrics)
+        picks = [m for m in self.metrics if m in SELECTORS]
+        if not picks:
+            raise UserError(f"train.eval_metrics {self.metrics} has none of {sorted(SELECTORS)} to pick the best step")
+        self.key, (self.value_of, self.better) = picks[0], SELECTORS[picks[0]]
+        self.ref = reference_name(cfg.data.name)
+        self.ex = load_extractor(t.eval_extractor or self.ref)  # fails now, with the reason, not at the first tick
+        real_features(self.ex, self.ref)  # computed (or loaded from the cache) once, up front
+        self.n, self.seed, self.run = t.eval_samples, t.seed, run
+        self.best = None
+        if (run / "best.json").is_file():  # resumed: keep competing with the best so far
+            self.best = json.loads((run / "best.json").read_text())["value"]
+
+    def __call__(self, recipe, G, step: int, state_now, device) -> dict:
+        from .metrics.evaluate import evaluate_images, flat_scores
+        from .sampling import generate
+
+        fake = generate(recipe, self.n, seed=self.seed * 7919 + step + 1, G=G, device=device)  # own RNG stream
+        r = evaluate_images(fake, self.ref, self.metrics, extractor=self.ex, seed=self.seed, n_boot=0)
+        value = self.value_of(r)
+        row = {"step": step, **{f"eval/{k}": v for k, v in flat_scores(r).items()}}
+        if self.best is None or self.better(value, self.best) != self.best:
+            self.best = value
+            ckpt.atomic_save(state_now(), self.run / "best.pt")
+            _write_json(self.run / "best.json", {"step": step, "metric": self.key, "value": value,
+                                                 "scores": flat_scores(r), "n_generated": self.n,
+                                                 "provenance": r["provenance"]})
+        row["eval/best_" + self.key] = self.best
+        return row
 
 
 # ---------------------------------------------------------------------- small helpers

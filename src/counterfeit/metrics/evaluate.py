@@ -7,6 +7,7 @@ FID gets a bootstrap confidence interval over the generated set; KID reports its
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 
@@ -22,15 +23,47 @@ from .prdc import prdc
 FEATURE_METRICS = ["fid", "kid", "is", "pr", "classes"]
 
 
+def reference_name(data_name: str) -> str:
+    """The dataset whose classifier and test split score samples of `data_name` (the embedded digits are MNIST's)."""
+    return "mnist" if data_name == "embedded" else data_name
+
+
+# lower is better for fid/kid; higher for is
+SELECTORS = {"fid": (lambda r: r["fid"]["fid"], min), "kid": (lambda r: r["kid"]["kid"], min),
+             "is": (lambda r: r["is"]["is"], max)}
+
+
+def flat_scores(r: dict) -> dict:
+    """The headline numbers of an evaluate_images result, flat, for metrics.jsonl and tables."""
+    out = {}
+    if "fid" in r:
+        out["fid"] = r["fid"]["fid"]
+    if "kid" in r:
+        out["kid"] = r["kid"]["kid"]
+    if "is" in r:
+        out["is"] = r["is"]["is"]
+    if "pr" in r:
+        out.update({k: r["pr"][k] for k in ("precision", "recall", "density", "coverage")})
+    if "classes" in r:
+        out["classes"] = r["classes"]["classes_covered"]
+        out["largest_class_share"] = r["classes"]["largest_class_share"]
+    return out
+
+
 def real_features(ex: Extractor, data_name: str, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
-    path = fetch.cache_dir() / "stats" / f"{data_name.replace('/', '_')}-{split}-{ex.sha256[:16]}.pt"
+    """Features and logits of the real split, cached per (the split's pixel content, extractor sha256)."""
+    import hashlib
+
+    data = load_data(data_name, split)
+    content = hashlib.sha256(data.x.contiguous().numpy().tobytes()).hexdigest()[:16]  # a changed folder misses
+    stem = Path(data_name).name if Path(data_name).exists() else data_name
+    path = fetch.cache_dir() / "stats" / f"{stem.replace('/', '_')}-{split}-{content}-{ex.sha256[:16]}.pt"
     if path.is_file():
         try:
             d = torch.load(path, weights_only=True)
             return d["feats"], d["logits"]
         except Exception:
             path.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
-    data = load_data(data_name, split)
     feats, logits = ex(data.x)
     path.parent.mkdir(parents=True, exist_ok=True)
     from ..checkpoint import atomic_save
@@ -62,9 +95,10 @@ def evaluate_images(fake: torch.Tensor, data_name: str, metrics: list[str], extr
                 st = GaussianStats()
                 st.update(ff[torch.randint(len(ff), (len(ff),), generator=g)])
                 boots.append(frechet_distance(mu_r, s_r, *st.mean_cov()))
-            b = torch.tensor(boots)
-            res["ci95"] = [float(b.quantile(0.025)), float(b.quantile(0.975))]
-            res["bootstrap"] = n_boot
+            if boots:
+                b = torch.tensor(boots)
+                res["ci95"] = [float(b.quantile(0.025)), float(b.quantile(0.975))]
+                res["bootstrap"] = n_boot
             out["fid"] = res
         elif m == "kid":
             kid = KID(subsets=100, subset_size=1000, seed=seed)
@@ -78,6 +112,8 @@ def evaluate_images(fake: torch.Tensor, data_name: str, metrics: list[str], extr
         elif m == "pr":
             out["pr"] = prdc(rf, ff, k=3)
         elif m == "classes":
+            if not ex.domain:
+                raise UserError(f"metric 'classes' needs the dataset's own classifier, not {ex.name}")
             out["classes"] = class_coverage(fl, rl.shape[1])
         else:
             raise UserError(f"unknown metric '{m}'")
