@@ -1,0 +1,112 @@
+"""Benchmark: train each GAN-family preset for the same wall-clock CPU budget, then score it offline.
+
+    COUNTERFEIT_DATA=../shared/datasets python bench/family.py [--minutes 3] [--only dcgan-fashion,vae-fashion]
+
+Every preset runs as shipped (its own batch, optimizer, k, schedule), cut by `train.max_minutes`; the in-training
+Parzen monitor is off so no preset pays for it. Then 10,000 samples (from the EMA generator where the preset keeps
+one) are scored against the test split with the bundled classifier of that dataset: FID (bootstrap 95% CI), KID,
+IS, precision/recall/density/coverage (k = 3) and classes covered. VAEs also get their ELBO on the test set.
+A 10x10 grid per preset goes to bench/results/family/PRESET.png (conditional presets: one row per class).
+Results merge into bench/results/family.json (one entry per preset, each with its own budget and command), so
+presets can be (re)run a few at a time. CIFAR-10 presets are listed as not run when CIFAR-10 is not on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from gan2014_mnist import machine  # noqa: E402
+
+from counterfeit import config  # noqa: E402
+from counterfeit.data import load_data  # noqa: E402
+from counterfeit.errors import UserError  # noqa: E402
+from counterfeit.metrics.evaluate import evaluate_images, flat_scores, reference_name  # noqa: E402
+from counterfeit.sampling import generate, load_generator  # noqa: E402
+from counterfeit.train import train  # noqa: E402
+from counterfeit.viz.grid import save_grid  # noqa: E402
+
+PRESETS = ["gan2014-mnist", "gan2014-fashion", "dcgan-tf-mnist", "dcgan-mnist", "dcgan-fashion", "cgan-mnist",
+           "acgan-mnist", "lsgan-fashion", "wgan-fashion", "wgan-gp-fashion", "fashion-fast", "vae-mnist",
+           "vae-conv-mnist", "vae-fashion", "dcgan-cifar10", "sngan-cifar10"]
+
+
+def run_one(name: str, minutes: float, work: Path, n: int, seed: int) -> dict:
+    overrides = [f"train.max_minutes={minutes}", "train.epochs=100000", "train.steps=0", "train.parzen_monitor=false",
+                 "train.keep_checkpoints=1"]
+    cfg = config.load_config(name, overrides)
+    out = work / name
+    t = time.time()
+    res = train(cfg, out, progress=True)
+    wall = time.time() - t
+    recipe, cfg, info = load_generator(out)
+    fake = generate(recipe, n, seed=seed)
+    ref = reference_name(cfg.data.name)
+    t = time.time()
+    r = evaluate_images(fake, ref, ["fid", "kid", "is", "pr", "classes"], seed=seed)
+    eval_s = time.time() - t
+    entry = {
+        "preset": name, "description": cfg.description, "recipe": cfg.model.recipe, "data": cfg.data.name,
+        "budget_minutes": minutes, "train_wall_s": round(wall, 1), "steps": res.step,
+        "images_seen": res.step * cfg.train.batch_size * max(1, cfg.train.n_dis),
+        "epochs": round(res.step * cfg.train.batch_size * max(1, cfg.train.n_dis) / len(load_data(cfg.data.name, cfg.data.split)), 2),
+        "ema": info["ema"], "n_generated": n, "eval_s": round(eval_s, 1),
+        "scores": flat_scores(r), "fid_ci95": r["fid"].get("ci95"), "kid_std": r["kid"]["kid_std"],
+        "is_std": r["is"]["is_std"], "provenance": r["provenance"],
+        "command": f"COUNTERFEIT_DATA=../shared/datasets python bench/family.py --minutes {minutes:g} --only {name}",
+    }
+    if cfg.model.recipe == "vae":
+        from counterfeit.recipes.vae import evaluate_elbo
+
+        entry["elbo"] = evaluate_elbo(recipe, load_data(ref, "test").x, seed=seed)["elbo"]
+    labels = (torch.arange(100) // 10) if recipe.conditional else None
+    grid = generate(recipe, 100, seed=seed + 1, labels=labels)
+    png = HERE / "results" / "family" / f"{name}.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    save_grid(grid, png, nrow=10)
+    entry["grid"] = str(png.relative_to(HERE.parent))
+    return entry
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=3.0, help="wall-clock training budget per preset")
+    p.add_argument("--only", help="comma-separated presets (default: all)")
+    p.add_argument("--n", type=int, default=10000, help="generated images scored per preset")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", default=str(HERE / "_work" / "family"))
+    p.add_argument("--result", default=str(HERE / "results" / "family.json"))
+    args = p.parse_args(argv)
+    names = args.only.split(",") if args.only else PRESETS
+    result_path = Path(args.result)
+    doc = json.loads(result_path.read_text()) if result_path.is_file() else {"presets": {}}
+    doc["about"] = __doc__.split("\n\n", 2)[2].strip()
+    for name in names:
+        print(f"=== {name}: {args.minutes:g} min", flush=True)
+        work = Path(args.work)
+        if (work / name).exists():
+            import shutil
+
+            shutil.rmtree(work / name)
+        try:
+            entry = run_one(name, args.minutes, work, args.n, args.seed)
+        except UserError as e:  # e.g. CIFAR-10 not on disk: recorded, not hidden
+            entry = {"preset": name, "not_run": str(e)}
+        entry["machine"] = machine()
+        entry["date"] = time.strftime("%Y-%m-%d %H:%M")
+        doc["presets"][name] = entry
+        result_path.write_text(json.dumps(doc, indent=2) + "\n")
+        s = entry.get("scores")
+        print(json.dumps({"preset": name, **(s or {"not_run": entry.get("not_run")})}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Benchmark: modes captured and high-quality share on the 2D ring (8) and grid (25) mixtures, over 5 seeds.
+
+    python bench/toy2d.py [--presets toy2d-gan,toy2d-pacgan4] [--seeds 5]
+
+Protocol of VEEGAN / PacGAN: after training, 2,500 samples from G; a sample is high quality when within 3 standard
+deviations of its nearest mode (ring: std 0.01; grid: std 0.05); a mode is captured when at least 2,500 / (50 K)
+high-quality samples fall on it (PacGAN's threshold is similar in spirit: a fiftieth of a fair share). Each
+(preset, mixture, seed) is its own run, trained as the preset says; the final frame of seed 0 (samples over D's
+output field) is saved to bench/results/toy2d/PRESET-MIXTURE.png. Results: bench/results/toy2d.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from gan2014_mnist import machine  # noqa: E402
+
+from counterfeit import config  # noqa: E402
+from counterfeit.data.toy import toy_modes as mixture_modes  # noqa: E402
+from counterfeit.metrics.modes import toy_modes  # noqa: E402
+from counterfeit.sampling import generate, load_generator  # noqa: E402
+from counterfeit.train import train  # noqa: E402
+
+PRESETS = ["toy2d-gan", "toy2d-pacgan4", "toy2d-noise", "toy2d-wgan-gp"]
+MIXTURES = ["ring8", "grid25"]
+
+
+def run_one(preset: str, mixture: str, seed: int, work: Path, extra: list[str]) -> dict:
+    cfg = config.load_config(preset, [f"data.name=toy:{mixture}", f"train.seed={seed}", *extra])
+    out = work / f"{preset}-{mixture}-s{seed}"
+    shutil.rmtree(out, ignore_errors=True)
+    steps = cfg.train.steps
+    cfg.train.sample_every = steps  # frames at the start and the end only: the benchmark measures, not draws
+    cfg.train.checkpoint_every = steps
+    t = time.time()
+    train(cfg, out, progress=False)
+    wall = time.time() - t
+    recipe, _, info = load_generator(out)
+    x = generate(recipe, 2500, seed=seed + 12345, as_uint8=False)
+    modes, std = mixture_modes(mixture)
+    r = toy_modes(x.reshape(len(x), 2), modes, std)
+    frame = sorted((out / "samples").glob("step-*.png"))[-1]
+    return {"seed": seed, "modes_captured": r["modes_captured"], "num_modes": r["num_modes"],
+            "high_quality": round(r["high_quality"], 4), "steps": steps, "train_s": round(wall, 1),
+            "ema": info["ema"], "frame": frame}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--presets", default=",".join(PRESETS))
+    p.add_argument("--mixtures", default=",".join(MIXTURES))
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--set", action="append", default=[], help="extra overrides for every run (probes)")
+    p.add_argument("--work", default=str(HERE / "_work" / "toy2d"))
+    p.add_argument("--result", default=str(HERE / "results" / "toy2d.json"))
+    args = p.parse_args(argv)
+    result_path = Path(args.result)
+    doc = json.loads(result_path.read_text()) if result_path.is_file() else {"runs": {}}
+    doc["about"] = __doc__.split("\n\n", 2)[2].strip()
+    doc["target"] = "best recipe: 8/8 ring modes, >= 24/25 grid modes, >= 90% high-quality samples (5 seeds)"
+    for preset in args.presets.split(","):
+        for mixture in args.mixtures.split(","):
+            runs = []
+            for seed in range(args.seeds):
+                r = run_one(preset, mixture, seed, Path(args.work), args.set)
+                frame = r.pop("frame")
+                if seed == 0:
+                    png = HERE / "results" / "toy2d" / f"{preset}-{mixture}.png"
+                    png.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(frame, png)
+                runs.append(r)
+                print(json.dumps({"preset": preset, "mixture": mixture, **r}), flush=True)
+            n = len(runs)
+            key = f"{preset}/{mixture}" + (f" [{' '.join(args.set)}]" if args.set else "")
+            doc["runs"][key] = {
+                "preset": preset, "mixture": mixture, "overrides": args.set, "seeds": n,
+                "modes_captured_mean": sum(r["modes_captured"] for r in runs) / n,
+                "modes_captured_min": min(r["modes_captured"] for r in runs),
+                "high_quality_mean": round(sum(r["high_quality"] for r in runs) / n, 4),
+                "high_quality_min": min(r["high_quality"] for r in runs),
+                "per_seed": runs, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
+                "command": f"python bench/toy2d.py --presets {preset} --mixtures {mixture} --seeds {n}"
+                           + "".join(f" --set {s}" for s in args.set),
+            }
+            result_path.parent.mkdir(parents=True, exist_ok=True)
+            result_path.write_text(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
