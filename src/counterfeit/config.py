@@ -49,6 +49,7 @@ class ModelConfig:
     width_g: int = 0  # base channel width of convolutional G (0 = the architecture's default)
     width_d: int = 0
     d_batchnorm: bool = True  # Radford D: BatchNorm after every conv but the first
+    g_batchnorm: bool = False  # toy MLP generator: BatchNorm after every hidden layer (PacGAN's 2D G)
     spectral_norm: bool = False  # spectral normalisation on every D layer (SNGAN)
     num_classes: int = 0  # > 0 makes G and D conditional on a label
     embed_dim: int = 50  # label embedding size in G (concat)
@@ -102,7 +103,7 @@ class TrainConfig:
     parzen_monitor: bool = True  # cheap Parzen estimate on validation digits at every sample tick
     parzen_monitor_samples: int = 2000
     parzen_monitor_valid: int = 500
-    ema_decay: float = 0.0  # > 0 keeps an exponential moving average of G's weights (sampling uses it)
+    ema_decay: float = 0.0  # > 0 keeps an EMA of G's weights (sampling uses it); decay min(d, (1+t)/(10+t))
     keep_checkpoints: int = 3  # newest checkpoints kept in the run dir (0 = all)
     max_minutes: float = 0.0  # wall-clock budget: stop (sample + checkpoint) once training has run this long (0 = none)
     eval_every: int = 0  # steps between evaluations with the bundled classifier (0 = never); best.pt tracks the best

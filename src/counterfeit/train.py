@@ -217,7 +217,9 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
 
     @torch.no_grad()
     def update_ema():
-        d = t_cfg.ema_decay
+        # warm-up as TensorFlow's ExponentialMovingAverage(num_updates): early on the average would otherwise be
+        # mostly the random initial weights (0.999^1000 = 0.37 of them after 1,000 steps)
+        d = min(t_cfg.ema_decay, (1.0 + step) / (10.0 + step))
         for pe, p in zip(G_ema.parameters(), G.parameters()):
             pe.lerp_(p, 1.0 - d)  # pe <- d * pe + (1 - d) * p
         for be, b in zip(G_ema.buffers(), G.buffers()):
