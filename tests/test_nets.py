@@ -47,3 +47,12 @@ def test_dropout_keeps_the_configured_fractions():
     d.eval()
     x = torch.rand(4, 1, 28, 28)
     assert_close(d(x), d(x))  # deterministic in eval
+
+
+def test_toy_generator_batchnorm_option():
+    from counterfeit.nets.toy import ToyGenerator
+
+    g = ToyGenerator(2, [16, 16], 2, "relu", batchnorm=True)
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in g.modules()) == 2
+    assert all(m.bias is None for m in g.net if isinstance(m, torch.nn.Linear) and m.out_features == 16)
+    assert g(torch.randn(8, 2)).shape == (8, 2)
