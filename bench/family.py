@@ -5,16 +5,20 @@
 Every preset runs as shipped (its own batch, optimizer, k, schedule), cut by `train.max_minutes`; the in-training
 Parzen monitor is off so no preset pays for it. Then 10,000 samples (from the EMA generator where the preset keeps
 one) are scored against the test split with the bundled classifier of that dataset: FID (bootstrap 95% CI), KID,
-IS, precision/recall/density/coverage (k = 3) and classes covered. VAEs also get their ELBO on the test set.
+IS, precision/recall/density/coverage (k = 3) and classes covered. VAEs also get their ELBO on the test set;
+conditional presets their classification accuracy score (beside the same classifier trained on as many real images).
 A 10x10 grid per preset goes to bench/results/family/PRESET.png (conditional presets: one row per class).
 Results merge into bench/results/family.json (one entry per preset, each with its own budget and command), so
 presets can be (re)run a few at a time. CIFAR-10 presets are listed as not run when CIFAR-10 is not on disk.
+`real:mnist` and `real:fashion-mnist` score 10,000 real training images the same way: what a perfect generator
+would get against the test split with this feature space (precision and recall stay below 1 for real data too).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -26,6 +30,8 @@ sys.path.insert(0, str(HERE))
 from gan2014_mnist import machine  # noqa: E402
 
 from counterfeit import config  # noqa: E402
+from counterfeit.checkpoint import latest_checkpoint, safe_load  # noqa: E402
+from counterfeit.metrics.cas import classification_accuracy_score  # noqa: E402
 from counterfeit.data import load_data  # noqa: E402
 from counterfeit.errors import UserError  # noqa: E402
 from counterfeit.metrics.evaluate import evaluate_images, flat_scores, reference_name  # noqa: E402
@@ -33,19 +39,41 @@ from counterfeit.sampling import generate, load_generator  # noqa: E402
 from counterfeit.train import train  # noqa: E402
 from counterfeit.viz.grid import save_grid  # noqa: E402
 
-PRESETS = ["gan2014-mnist", "gan2014-fashion", "dcgan-tf-mnist", "dcgan-mnist", "dcgan-fashion", "cgan-mnist",
+PRESETS = ["real:mnist", "real:fashion-mnist", "gan2014-mnist", "gan2014-fashion", "dcgan-tf-mnist", "dcgan-mnist", "dcgan-fashion", "cgan-mnist",
            "acgan-mnist", "lsgan-fashion", "wgan-fashion", "wgan-gp-fashion", "fashion-fast", "vae-mnist",
            "vae-conv-mnist", "vae-fashion", "dcgan-cifar10", "sngan-cifar10"]
 
 
-def run_one(name: str, minutes: float, work: Path, n: int, seed: int) -> dict:
+def real_reference(name: str, n: int, seed: int) -> dict:
+    """'real:DATA': n real training images scored as if generated; the ceiling every preset is read against."""
+    ref = name.split(":", 1)[1]
+    imgs = load_data(ref, "train").x[:n]
+    r = evaluate_images(imgs, ref, ["fid", "kid", "is", "pr", "classes"], seed=seed)
+    png = HERE / "results" / "family" / f"{name.replace(':', '-')}.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    save_grid(imgs[:100], png, nrow=10)
+    return {"preset": name, "description": f"{n} real {ref} training images in place of samples (no training)",
+            "data": ref, "n_generated": n, "scores": flat_scores(r), "fid_ci95": r["fid"].get("ci95"),
+            "kid_std": r["kid"]["kid_std"], "is_std": r["is"]["is_std"], "provenance": r["provenance"],
+            "grid": str(png.relative_to(HERE.parent)),
+            "command": f"COUNTERFEIT_DATA=../shared/datasets python bench/family.py --only {name}"}
+
+
+def run_one(name: str, minutes: float, work: Path, n: int, seed: int, rescore: bool = False) -> dict:
+    if name.startswith("real:"):
+        return real_reference(name, n, seed)
     overrides = [f"train.max_minutes={minutes}", "train.epochs=100000", "train.steps=0", "train.parzen_monitor=false",
                  "train.keep_checkpoints=1"]
     cfg = config.load_config(name, overrides)
     out = work / name
-    t = time.time()
-    res = train(cfg, out, progress=True)
-    wall = time.time() - t
+    if rescore:  # score the run dir as it stands (same training, e.g. after adding a metric)
+        state = safe_load(latest_checkpoint(out))
+        steps, wall = int(state["step"]), float(state["elapsed"])
+    else:
+        shutil.rmtree(out, ignore_errors=True)
+        t = time.time()
+        steps = train(cfg, out, progress=True).step
+        wall = time.time() - t
     recipe, cfg, info = load_generator(out)
     fake = generate(recipe, n, seed=seed)
     ref = reference_name(cfg.data.name)
@@ -54,9 +82,9 @@ def run_one(name: str, minutes: float, work: Path, n: int, seed: int) -> dict:
     eval_s = time.time() - t
     entry = {
         "preset": name, "description": cfg.description, "recipe": cfg.model.recipe, "data": cfg.data.name,
-        "budget_minutes": minutes, "train_wall_s": round(wall, 1), "steps": res.step,
-        "images_seen": res.step * cfg.train.batch_size * max(1, cfg.train.n_dis),
-        "epochs": round(res.step * cfg.train.batch_size * max(1, cfg.train.n_dis) / len(load_data(cfg.data.name, cfg.data.split)), 2),
+        "budget_minutes": minutes, "train_wall_s": round(wall, 1), "steps": steps,
+        "images_seen": steps * cfg.train.batch_size * max(1, cfg.train.n_dis),
+        "epochs": round(steps * cfg.train.batch_size * max(1, cfg.train.n_dis) / len(load_data(cfg.data.name, cfg.data.split)), 2),
         "ema": info["ema"], "n_generated": n, "eval_s": round(eval_s, 1),
         "scores": flat_scores(r), "fid_ci95": r["fid"].get("ci95"), "kid_std": r["kid"]["kid_std"],
         "is_std": r["is"]["is_std"], "provenance": r["provenance"],
@@ -66,6 +94,9 @@ def run_one(name: str, minutes: float, work: Path, n: int, seed: int) -> dict:
         from counterfeit.recipes.vae import evaluate_elbo
 
         entry["elbo"] = evaluate_elbo(recipe, load_data(ref, "test").x, seed=seed)["elbo"]
+    if recipe.conditional:  # classification accuracy score: train on generated, test on real
+        test, real = load_data(ref, "test"), load_data(ref, "train")
+        entry["cas"] = classification_accuracy_score(recipe, test.x, test.y, n=n, seed=seed, real=(real.x, real.y))
     labels = (torch.arange(100) // 10) if recipe.conditional else None
     grid = generate(recipe, 100, seed=seed + 1, labels=labels)
     png = HERE / "results" / "family" / f"{name}.png"
@@ -83,6 +114,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default=str(HERE / "_work" / "family"))
     p.add_argument("--result", default=str(HERE / "results" / "family.json"))
+    p.add_argument("--rescore", action="store_true", help="no training: score the run dirs already in --work")
     args = p.parse_args(argv)
     names = args.only.split(",") if args.only else PRESETS
     result_path = Path(args.result)
@@ -90,13 +122,8 @@ def main(argv=None) -> int:
     doc["about"] = __doc__.split("\n\n", 2)[2].strip()
     for name in names:
         print(f"=== {name}: {args.minutes:g} min", flush=True)
-        work = Path(args.work)
-        if (work / name).exists():
-            import shutil
-
-            shutil.rmtree(work / name)
         try:
-            entry = run_one(name, args.minutes, work, args.n, args.seed)
+            entry = run_one(name, args.minutes, Path(args.work), args.n, args.seed, args.rescore)
         except UserError as e:  # e.g. CIFAR-10 not on disk: recorded, not hidden
             entry = {"preset": name, "not_run": str(e)}
         entry["machine"] = machine()
