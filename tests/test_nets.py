@@ -56,3 +56,19 @@ def test_toy_generator_batchnorm_option():
     assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in g.modules()) == 2
     assert all(m.bias is None for m in g.net if isinstance(m, torch.nn.Linear) and m.out_features == 16)
     assert g(torch.randn(8, 2)).shape == (8, 2)
+
+
+def test_toy_generator_output_scale_auto_is_the_data_std():
+    from counterfeit.data import load_data
+    from counterfeit.recipes import build_recipe
+
+    cfg = config.load_config("toy2d-ema", ["data.name=toy:grid25"])
+    data = load_data(cfg.data.name, cfg.data.split)
+    G = build_recipe(cfg, data.shape, data).G
+    assert_close(G.out_scale, data.x.std(), rtol=1e-4, atol=0)
+    z = torch.randn(5, cfg.model.z_dim)
+    assert_close(G(z), G.net(z) * G.out_scale)
+    # a sampler rebuilds G without the data: the scale must come back from the state dict
+    G2 = build_recipe(cfg, data.shape, None).G
+    G2.load_state_dict(G.state_dict())
+    assert_close(G2(z), G(z))

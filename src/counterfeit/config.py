@@ -50,6 +50,7 @@ class ModelConfig:
     width_d: int = 0
     d_batchnorm: bool = True  # Radford D: BatchNorm after every conv but the first
     g_batchnorm: bool = False  # toy MLP generator: BatchNorm after every hidden layer (PacGAN's 2D G)
+    g_out_scale: float = 1.0  # toy MLP generator: output multiplied by this; 0 = the data's std (auto)
     spectral_norm: bool = False  # spectral normalisation on every D layer (SNGAN)
     num_classes: int = 0  # > 0 makes G and D conditional on a label
     embed_dim: int = 50  # label embedding size in G (concat)

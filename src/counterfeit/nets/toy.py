@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 from ..registry import register
@@ -24,12 +25,16 @@ def mlp(n_in: int, hidden: list[int], n_out: int, act: str, batchnorm: bool = Fa
 class ToyGenerator(nn.Module):
     """z (B, z_dim) -> x (B, D), linear output."""
 
-    def __init__(self, z_dim: int, hidden: list[int], out_dim: int, act: str = "relu", batchnorm: bool = False):
+    def __init__(self, z_dim: int, hidden: list[int], out_dim: int, act: str = "relu", batchnorm: bool = False,
+                 out_scale: float = 1.0):
         super().__init__()
         self.net = mlp(z_dim, hidden, out_dim, act, batchnorm)
+        # the data's spread: G starts at the data's scale instead of near 0. A buffer, so a checkpoint carries it
+        # (an automatic scale is measured on the training data, which a sampler loading the run does not have)
+        self.register_buffer("out_scale", torch.tensor(float(out_scale)))
 
     def forward(self, z):
-        return self.net(z)
+        return self.net(z) * self.out_scale
 
 
 class ToyDiscriminator(nn.Module):
@@ -45,8 +50,11 @@ class ToyDiscriminator(nn.Module):
 
 @register("net", "toy-g")
 def _toy_g(cfg, shape, data=None):
+    scale = cfg.model.g_out_scale
+    if scale == 0:  # auto: the data's standard deviation (ring of 8: 0.71; grid of 25: 2.83)
+        scale = float(data.x.float().std()) if data is not None else 1.0
     return ToyGenerator(cfg.model.z_dim, list(cfg.model.g_hidden), math.prod(shape), cfg.model.activation,
-                        cfg.model.g_batchnorm)
+                        cfg.model.g_batchnorm, scale)
 
 
 @register("net", "toy-d")
