@@ -163,6 +163,9 @@ def test_inception_loads_a_torchvision_layout_state_dict_and_checks_its_hash(tmp
     # saved as the 2015 port was: no num_batches_tracked buffers, torchvision's key names
     state = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
     assert "Mixed_7c.branch3x3dbl_3b.conv.weight" in state and state["fc.weight"].shape == (1008, 2048)
+    # torchvision's inception_v3 has 27,161,264 parameters; less its AuxLogits (3,326,696), plus 8 more fc classes
+    # (8 x 2048 + 8): the FID network has 23,850,960
+    assert sum(p.numel() for p in net.parameters()) == 27_161_264 - 3_326_696 + 8 * 2048 + 8
     path = tmp_path / "inception.pth"
     torch.save(state, path)
     with pytest.raises(UserError, match="not the FID Inception file"):
