@@ -252,3 +252,19 @@ def test_vae_kl_matches_torch_distributions_and_training_improves_the_elbo(tmp_p
 
     elbo = [json.loads(r)["ELBO (nats)"] for r in (res.run_dir / "metrics.jsonl").read_text().splitlines() if "ELBO" in r]
     assert elbo[-1] > elbo[0] + 50  # from ~-540 nats (random decoder) towards the data
+
+
+def test_acgan_class_loss_on_generated_images_can_be_switched_off():
+    import torch.nn.functional as F
+
+    cfg = config.load_config("acgan-mnist", ["model.width_g=8", "model.width_d=8"])
+    torch.manual_seed(0)
+    recipe = build_recipe(cfg, (1, 28, 28), None)
+    real, y = torch.rand(8, 1, 28, 28) * 2 - 1, torch.arange(8) % 10
+    torch.manual_seed(1)
+    both = recipe.d_losses(real, y).terms["cls"]
+    cfg.loss.aux_fake = False
+    torch.manual_seed(1)
+    real_only = recipe.d_losses(real, y).terms["cls"]
+    assert_close(real_only, F.cross_entropy(recipe._critic(real, y)[1], y))
+    assert both > real_only  # the paper's default adds the generated images' term

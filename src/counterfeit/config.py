@@ -71,6 +71,7 @@ class LossConfig:
     instance_noise: float = 0.0  # std of Gaussian noise added to D's real and fake inputs ...
     instance_noise_steps: int = 0  # ... annealed linearly to zero over this many steps (0 = constant)
     aux_weight: float = 1.0  # ACGAN: weight of the auxiliary classification terms
+    aux_fake: bool = True  # ACGAN: D's class loss also on generated images (Odena et al.); false = real only
 
 
 @dataclass

@@ -127,7 +127,7 @@ class Recipe:
         lc = self.cfg.loss
         if self.aux:
             # ACGAN: D classifies real and generated images; log P(C = c | x) for both
-            terms["cls"] = lc.aux_weight * (F.cross_entropy(ar, y) + F.cross_entropy(af, yf))
+            terms["cls"] = lc.aux_weight * (F.cross_entropy(ar, y) + (F.cross_entropy(af, yf) if lc.aux_fake else 0.0))
         if lc.gp_weight > 0:
             terms["gp"] = lc.gp_weight * L.gradient_penalty(lambda x: self._critic(x, y)[0], real, fake)
         if lc.r1_gamma > 0:
