@@ -151,3 +151,10 @@ def test_evaluation_during_training_tracks_the_best_checkpoint(tmp_path, mnist_d
 
     recipe, _, info = load_generator(tmp_path / "run" / "best.pt")
     assert info["step"] == best["step"] and generate(recipe, 4).shape == (4, 1, 28, 28)
+
+
+def test_bad_evaluation_settings_fail_before_the_run_dir_is_touched(tmp_path, mnist_dir):
+    cfg = _cfg(mnist_dir, ["train.eval_every=3", "train.eval_metrics=[pr]", "train.eval_extractor=mnist"])
+    with pytest.raises(UserError, match="to pick the best step"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

@@ -152,6 +152,9 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
     if t_cfg.ema_decay > 0:  # exponential moving average of G's weights (Yazici et al.; Karras et al.)
         G_ema = copy.deepcopy(G).requires_grad_(False)
 
+    # bad evaluation settings fail here, before anything is written to the run dir
+    evaluator = _Evaluator(cfg, run, data) if t_cfg.eval_every > 0 else None
+
     # ------------------------------------------------------------------ start or resume
     step, batches, elapsed = 0, 0, 0.0
     if resume:
@@ -315,8 +318,6 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
             last_refresh[0] = time.time()
         return path
 
-    evaluator = _Evaluator(cfg, run, data) if t_cfg.eval_every > 0 else None
-
     def eval_tick() -> dict:
         G.eval()
         G_show = G_ema if G_ema is not None else G
@@ -417,10 +418,10 @@ class _Evaluator:
         picks = [m for m in self.metrics if m in SELECTORS]
         if not picks:
             raise UserError(f"train.eval_metrics {self.metrics} has none of {sorted(SELECTORS)} to pick the best step")
-        self.key, (self.value_of, self.better) = picks[0], SELECTORS[picks[0]]
+        self.key, (self.value_of, self.lower_is_better) = picks[0], SELECTORS[picks[0]]
         self.ref = reference_name(cfg.data.name)
         self.ex = load_extractor(t.eval_extractor or self.ref)  # fails now, with the reason, not at the first tick
-        real_features(self.ex, self.ref)  # computed (or loaded from the cache) once, up front
+        self.real = real_features(self.ex, self.ref)  # computed (or read from the cache) once, held for every tick
         self.n, self.seed, self.run = t.eval_samples, t.seed, run
         self.best = None
         if (run / "best.json").is_file():  # resumed: keep competing with the best so far
@@ -431,10 +432,10 @@ class _Evaluator:
         from .sampling import generate
 
         fake = generate(recipe, self.n, seed=self.seed * 7919 + step + 1, G=G, device=device)  # own RNG stream
-        r = evaluate_images(fake, self.ref, self.metrics, extractor=self.ex, seed=self.seed, n_boot=0)
+        r = evaluate_images(fake, self.ref, self.metrics, extractor=self.ex, seed=self.seed, n_boot=0, real=self.real)
         value = self.value_of(r)
         row = {"step": step, **{f"eval/{k}": v for k, v in flat_scores(r).items()}}
-        if self.best is None or self.better(value, self.best) != self.best:
+        if self.best is None or (value < self.best if self.lower_is_better else value > self.best):
             self.best = value
             ckpt.atomic_save(state_now(), self.run / "best.pt")
             _write_json(self.run / "best.json", {"step": step, "metric": self.key, "value": value,

@@ -28,9 +28,9 @@ def reference_name(data_name: str) -> str:
     return "mnist" if data_name == "embedded" else data_name
 
 
-# lower is better for fid/kid; higher for is
-SELECTORS = {"fid": (lambda r: r["fid"]["fid"], min), "kid": (lambda r: r["kid"]["kid"], min),
-             "is": (lambda r: r["is"]["is"], max)}
+# metrics that can pick a best step: how to read the value, and whether lower is better
+SELECTORS = {"fid": (lambda r: r["fid"]["fid"], True), "kid": (lambda r: r["kid"]["kid"], True),
+             "is": (lambda r: r["is"]["is"], False)}
 
 
 def flat_scores(r: dict) -> dict:
@@ -50,14 +50,23 @@ def flat_scores(r: dict) -> dict:
     return out
 
 
-def real_features(ex: Extractor, data_name: str, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
-    """Features and logits of the real split, cached per (the split's pixel content, extractor sha256)."""
+def _stats_path(ex: Extractor, data_name: str, split: str, x: torch.Tensor) -> Path:
+    """Cache file of a split's real features: keyed by its pixel content (a changed folder misses) and extractor."""
     import hashlib
 
-    data = load_data(data_name, split)
-    content = hashlib.sha256(data.x.contiguous().numpy().tobytes()).hexdigest()[:16]  # a changed folder misses
+    content = hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest()[:16]
     stem = Path(data_name).name if Path(data_name).exists() else data_name
-    path = fetch.cache_dir() / "stats" / f"{stem.replace('/', '_')}-{split}-{content}-{ex.sha256[:16]}.pt"
+    return fetch.cache_dir() / "stats" / f"{stem.replace('/', '_')}-{split}-{content}-{ex.sha256[:16]}.pt"
+
+
+def real_features_cached(ex: Extractor, data_name: str, split: str = "test") -> bool:
+    return _stats_path(ex, data_name, split, load_data(data_name, split).x).is_file()
+
+
+def real_features(ex: Extractor, data_name: str, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and logits of the real split, cached per (the split's pixel content, extractor sha256)."""
+    data = load_data(data_name, split)
+    path = _stats_path(ex, data_name, split, data.x)
     if path.is_file():
         try:
             d = torch.load(path, weights_only=True)
@@ -73,11 +82,13 @@ def real_features(ex: Extractor, data_name: str, split: str = "test") -> tuple[t
 
 
 def evaluate_images(fake: torch.Tensor, data_name: str, metrics: list[str], extractor: Extractor | None = None,
-                    split: str = "test", seed: int = 0, n_boot: int = 20) -> dict:
-    """fake: uint8 (N, C, H, W). Returns {metric: {...}, "provenance": {...}, "seconds": {...}}."""
+                    split: str = "test", seed: int = 0, n_boot: int = 20, real: tuple | None = None) -> dict:
+    """fake: uint8 (N, C, H, W). Returns {metric: {...}, "provenance": {...}, "seconds": {...}}.
+
+    real: the split's (features, logits) from real_features, when the caller already holds them."""
     ex = extractor or load_extractor(data_name)
     t = time.time()
-    rf, rl = real_features(ex, data_name, split)
+    rf, rl = real if real is not None else real_features(ex, data_name, split)
     ff, fl = ex(fake)
     out: dict = {"provenance": {**ex.provenance(), "real": f"{data_name} {split} ({len(rf)})", "n_fake": len(ff),
                                 "seed": seed}, "seconds": {"features": round(time.time() - t, 2)}}
