@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gan2014_mnist import machine  # noqa: E402
 
-from counterfeit.metrics.evaluate import evaluate_images, real_features  # noqa: E402
+from counterfeit.metrics.evaluate import FEATURE_METRICS, evaluate_images, real_features, real_features_cached  # noqa: E402
 from counterfeit.metrics.features import load_extractor  # noqa: E402
 from counterfeit.sampling import generate, load_generator  # noqa: E402
 
@@ -35,21 +35,19 @@ def main(argv=None) -> int:
     recipe, cfg, info = load_generator(args.run)
     fake = generate(recipe, args.n, seed=0)
     ex = load_extractor(args.data)
-    from counterfeit.data import fetch
-
-    cached = any((fetch.cache_dir() / "stats").glob(f"{args.data}-test-*-{ex.sha256[:16]}.pt"))
+    cached = real_features_cached(ex, args.data)
     t = time.time()
     real_features(ex, args.data)
     real_s = time.time() - t
     t = time.time()
-    res = evaluate_images(fake, args.data, ["fid", "kid", "is", "pr", "classes"], extractor=ex)
+    res = evaluate_images(fake, args.data, FEATURE_METRICS, extractor=ex)
     total = time.time() - t
     out = {"command": f"COUNTERFEIT_DATA=../shared/datasets python bench/eval_speed.py {args.run} --data {args.data}",
            "machine": machine(), "n_generated": args.n, "generated_eval_s": round(total, 2),
            "real_features_s": round(real_s, 2), "real_features_were_cached": cached,
            "seconds_by_part": res["seconds"],
            "target_s": 30, "checkpoint": info["path"],
-           "scores": {k: res[k] for k in ("fid", "kid", "is", "pr", "classes")}, "provenance": res["provenance"]}
+           "scores": {k: res[k] for k in FEATURE_METRICS}, "provenance": res["provenance"]}
     Path(args.result).write_text(json.dumps(out, indent=2))
     print(f"{args.n} generated images evaluated in {total:.1f} s (real features {real_s:.1f} s, cached after)")
     return 0

@@ -34,7 +34,7 @@ from counterfeit.checkpoint import latest_checkpoint, safe_load  # noqa: E402
 from counterfeit.metrics.cas import classification_accuracy_score  # noqa: E402
 from counterfeit.data import load_data  # noqa: E402
 from counterfeit.errors import UserError  # noqa: E402
-from counterfeit.metrics.evaluate import evaluate_images, flat_scores, reference_name  # noqa: E402
+from counterfeit.metrics.evaluate import FEATURE_METRICS, evaluate_images, flat_scores, reference_name  # noqa: E402
 from counterfeit.sampling import generate, load_generator  # noqa: E402
 from counterfeit.train import train  # noqa: E402
 from counterfeit.viz.grid import save_grid  # noqa: E402
@@ -48,7 +48,7 @@ def real_reference(name: str, n: int, seed: int) -> dict:
     """'real:DATA': n real training images scored as if generated; the ceiling every preset is read against."""
     ref = name.split(":", 1)[1]
     imgs = load_data(ref, "train").x[:n]
-    r = evaluate_images(imgs, ref, ["fid", "kid", "is", "pr", "classes"], seed=seed)
+    r = evaluate_images(imgs, ref, FEATURE_METRICS, seed=seed)
     png = HERE / "results" / "family" / f"{name.replace(':', '-')}.png"
     png.parent.mkdir(parents=True, exist_ok=True)
     save_grid(imgs[:100], png, nrow=10)
@@ -78,7 +78,7 @@ def run_one(name: str, minutes: float, work: Path, n: int, seed: int, rescore: b
     fake = generate(recipe, n, seed=seed)
     ref = reference_name(cfg.data.name)
     t = time.time()
-    r = evaluate_images(fake, ref, ["fid", "kid", "is", "pr", "classes"], seed=seed)
+    r = evaluate_images(fake, ref, FEATURE_METRICS, seed=seed)
     eval_s = time.time() - t
     entry = {
         "preset": name, "description": cfg.description, "recipe": cfg.model.recipe, "data": cfg.data.name,

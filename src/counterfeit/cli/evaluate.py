@@ -67,9 +67,9 @@ def run(args) -> int:
         from ..sampling import generate, load_generator
 
         recipe, cfg, info = load_generator(src)
-        data_name = args.data or cfg.data.name
-        if data_name == "embedded":
-            data_name = "mnist"  # the embedded digits are MNIST's; score on MNIST's validation/test
+        from ..metrics.evaluate import reference_name
+
+        data_name = reference_name(args.data or cfg.data.name)  # the embedded digits are scored as MNIST
         if "parzen" in names:  # continuous pixels in [0, 1], as the paper scored them; uint8 derived from them
             floats = generate(recipe, args.n, seed=args.seed, as_uint8=False)
             samples = (floats.clamp(0, 1) * 255.0).round().to(torch.uint8)

@@ -126,7 +126,7 @@ class Recipe:
         terms = {"adv": self.d_adv(lr, lf)}
         lc = self.cfg.loss
         if self.aux:
-            # ACGAN: D classifies real and generated images; log P(C = c | x) for both
+            # ACGAN: D classifies real images, and generated ones unless loss.aux_fake=false; -log P(C = c | x)
             terms["cls"] = lc.aux_weight * (F.cross_entropy(ar, y) + (F.cross_entropy(af, yf) if lc.aux_fake else 0.0))
         if lc.gp_weight > 0:
             terms["gp"] = lc.gp_weight * L.gradient_penalty(lambda x: self._critic(x, y)[0], real, fake)
