@@ -6,7 +6,7 @@ Protocol of VEEGAN / PacGAN: after training, 2,500 samples from G; a sample is h
 deviations of its nearest mode (ring: std 0.01; grid: std 0.05); a mode is captured when at least 2,500 / (50 K)
 high-quality samples fall on it (PacGAN's threshold is similar in spirit: a fiftieth of a fair share). Each
 (preset, mixture, seed) is its own run, trained as the preset says; the final frame of seed 0 (samples over D's
-output field) is saved to bench/results/toy2d/PRESET-MIXTURE.png. Results: bench/results/toy2d.json.
+output field) is saved to bench/results/toy2d/PRESET-MIXTURE.png (beside --result). Results: bench/results/toy2d.json.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
                 r = run_one(preset, mixture, seed, Path(args.work), args.set)
                 frame = r.pop("frame")
                 if seed == 0:
-                    png = HERE / "results" / "toy2d" / f"{preset}-{mixture}.png"
+                    png = Path(args.result).with_suffix("") / f"{preset}-{mixture}.png"  # beside the result file
                     png.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(frame, png)
                 runs.append(r)

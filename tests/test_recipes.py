@@ -7,7 +7,7 @@ from torch.testing import assert_close
 from counterfeit import config
 from counterfeit import losses as L
 from counterfeit.checkpoint import safe_load
-from counterfeit.nets.dcgan import (DCGANDiscriminator, DCGANGenerator, ResNetDiscriminator, ResNetGenerator,
+from counterfeit.nets.dcgan import (dcgan_init_, DCGANDiscriminator, DCGANGenerator, ResNetDiscriminator, ResNetGenerator,
                                     SNGANDiscriminator, SNGANGenerator, TFDiscriminator, TFGenerator)
 from counterfeit.recipes import build_recipe
 from counterfeit.train import train
@@ -57,6 +57,17 @@ def test_conditional_discriminator_heads(cond):
         assert out[0].shape == (4,) and out[1].shape == (4, 10)
     else:
         assert out.shape == (4,)
+
+
+def test_projection_term_starts_small():
+    """The class projection <embed(y), h> must not swamp D's logit at initialisation (it did with N(0, 1) embeddings)."""
+    torch.manual_seed(0)
+    d = DCGANDiscriminator((1, 28, 28), 64, num_classes=10, cond="projection")
+    dcgan_init_(d)
+    x, y = torch.rand(64, 1, 28, 28) * 2 - 1, torch.arange(64) % 10
+    h = d.features(x)
+    proj = (d.proj(y) * h).sum(1)
+    assert proj.abs().max() < 5.0 and proj.std() > 0  # feature dim 3,136: N(0, 1) embeddings gave std ~ 50
 
 
 def _tiny(preset, data, steps=1):

@@ -98,6 +98,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     threads: int = 0  # torch intra-op threads (0 = leave torch's default)
+    precision: str = "fp32"  # "bf16": autocast the networks' forward passes to bfloat16 (weights and losses stay fp32)
     sample_every: int = 0  # steps between fixed-noise grids (0 = once per epoch)
     sample_grid: int = 10  # grid is sample_grid x sample_grid
     checkpoint_every: int = 0  # steps between checkpoints (0 = once per epoch)

@@ -119,6 +119,8 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
         torch.set_num_threads(t_cfg.threads)
     if t_cfg.n_dis < 1:
         raise UserError("train.n_dis must be >= 1")
+    if t_cfg.precision not in ("fp32", "bf16"):
+        raise UserError(f"train.precision must be fp32 or bf16, not '{t_cfg.precision}'")
 
     # ------------------------------------------------------------------ data, nets, optimizers
     data = load_data(cfg.data.name, cfg.data.split, cfg.data.image_size, cfg.data.channels, cfg.data.limit)
@@ -215,6 +217,11 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
                 if o.name == "sgd":
                     g["momentum"] = momentum_at(o, epoch)
 
+    def autocast():
+        # bf16 on CPUs with AVX-512 bf16 / AMX and on GPUs: ~2x the steps per second for the convolutional nets;
+        # weights, optimizer state and the losses (logits are cast back by the recipe) stay fp32
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=t_cfg.precision == "bf16")
+
     d_params = [p for p in D.parameters() if p.requires_grad]
     g_params = [p for p in G.parameters() if p.requires_grad]
 
@@ -238,7 +245,8 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
     def _update() -> tuple[Losses, Losses]:
         if joint:
             real, y = next_batch()
-            ld, lg = recipe.joint_losses(real, y)
+            with autocast():
+                ld, lg = recipe.joint_losses(real, y)
             gd = torch.autograd.grad(sum(ld.terms.values()), d_params, retain_graph=True)
             gg = torch.autograd.grad(sum(lg.terms.values()), g_params)
             for p, g in zip(d_params, gd):
@@ -251,13 +259,15 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
             return ld, lg
         for _ in range(k):
             real, y = next_batch()
-            ld = recipe.d_losses(real, y)
+            with autocast():
+                ld = recipe.d_losses(real, y)
             opt_d.zero_grad(set_to_none=True)
             sum(ld.terms.values()).backward()
             opt_d.step()
             recipe.after_d_step()
         D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
-        lg = recipe.g_losses(B, y)
+        with autocast():
+            lg = recipe.g_losses(B, y)
         opt_g.zero_grad(set_to_none=True)
         sum(lg.terms.values()).backward()
         opt_g.step()

@@ -24,6 +24,14 @@ def _sn(module: nn.Module, on: bool) -> nn.Module:
     return spectral_norm(module) if on else module
 
 
+def _small_embedding(n: int, dim: int) -> nn.Embedding:
+    """Projection's class embedding, N(0, 0.02) like the other weights: torch's N(0, 1) default makes the projection
+    term <embed(y), h> ~ sqrt(dim) (56 for a 3,136-d DCGAN feature) and swamps the logit at the start."""
+    e = nn.Embedding(n, dim)
+    nn.init.normal_(e.weight, 0.0, 0.02)
+    return e
+
+
 class CondGenerator(nn.Module):
     """Base: concatenates a label embedding to z when conditional."""
 
@@ -50,7 +58,7 @@ class CondDiscriminator(nn.Module):
         self.in_channels = c + (1 if self.cond == "concat" else 0)
         self.plane = nn.Embedding(num_classes, h * w) if self.cond == "concat" else None
         self.head = _sn(nn.Linear(feat_dim, 1), sn)
-        self.proj = _sn(nn.Embedding(num_classes, feat_dim), sn) if self.cond == "projection" else None
+        self.proj = _sn(_small_embedding(num_classes, feat_dim), sn) if self.cond == "projection" else None
         self.aux = _sn(nn.Linear(feat_dim, num_classes), sn) if self.cond == "acgan" else None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:  # (B, C', H, W) -> (B, feat_dim)

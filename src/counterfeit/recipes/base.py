@@ -102,7 +102,9 @@ class Recipe:
         if self.pack > 1:  # (B, S0, ...) -> (B/m, m*S0, ...): D judges m samples at once; one output per pack
             x = x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:])
         out = self.D(x, y) if self.conditional else self.D(x)
-        return out if isinstance(out, tuple) else (out, None)  # (B,) logits, (B, classes) or None
+        out, aux = out if isinstance(out, tuple) else (out, None)
+        # logits back to fp32 under bf16 autocast, so the losses and their gradients are computed in full precision
+        return out.float(), None if aux is None else aux.float()  # (B,) logits, (B, classes) or None
 
     def _noisy(self, x: torch.Tensor) -> torch.Tensor:
         """Instance noise (Sønderby et al.; Arjovsky & Bottou): N(0, s^2) on D's inputs, s annealed to 0."""
