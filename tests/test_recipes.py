@@ -59,6 +59,23 @@ def test_conditional_discriminator_heads(cond):
         assert out.shape == (4,)
 
 
+def test_depth_adds_blocks_and_depth_zero_keeps_the_published_layout():
+    g0, d0 = DCGANGenerator(16, (1, 28, 28), 8), DCGANDiscriminator((1, 28, 28), 8)
+    g1, d1 = DCGANGenerator(16, (1, 28, 28), 8, depth=1), DCGANDiscriminator((1, 28, 28), 8, depth=1)
+    x = g1(torch.randn(4, 16))
+    assert x.shape == (4, 1, 28, 28) and d1(x).shape == (4,)
+    # checkpoints written before the depth option existed must still load: same parameter names at depth 0
+    assert set(g0.state_dict()) == {"fc.weight", "bn0.weight", "bn0.bias", "bn0.running_mean", "bn0.running_var",
+                                    "bn0.num_batches_tracked", "net.0.weight", "net.1.weight", "net.1.bias",
+                                    "net.1.running_mean", "net.1.running_var", "net.1.num_batches_tracked",
+                                    "net.3.weight", "net.3.bias"}
+    assert {k for k in d0.state_dict() if "running" not in k and "tracked" not in k} == {
+        "body.0.weight", "body.0.bias", "body.2.weight", "body.3.weight", "body.3.bias", "head.weight", "head.bias"}
+    extra = [m for m in g1.net if isinstance(m, torch.nn.Conv2d)]
+    assert [m.kernel_size for m in extra] == [(3, 3), (3, 3)]  # one 3x3 block at 7x7 and one at 14x14
+    assert sum(p.numel() for p in d1.parameters()) > sum(p.numel() for p in d0.parameters())
+
+
 def test_projection_term_starts_small():
     """The class projection <embed(y), h> must not swamp D's logit at initialisation (it did with N(0, 1) embeddings)."""
     torch.manual_seed(0)

@@ -48,6 +48,8 @@ class ModelConfig:
     d_hidden_keep: float = 0.5  # dropout keep-probability on D's hidden units
     width_g: int = 0  # base channel width of convolutional G (0 = the architecture's default)
     width_d: int = 0
+    depth_g: int = 0  # Radford G/D: extra 3x3 stride-1 conv blocks at every resolution (0 = the paper's nets)
+    depth_d: int = 0
     d_batchnorm: bool = True  # Radford D: BatchNorm after every conv but the first
     g_batchnorm: bool = False  # toy MLP generator: BatchNorm after every hidden layer (PacGAN's 2D G)
     g_out_scale: float = 1.0  # toy MLP generator: output multiplied by this; 0 = the data's std (auto)

@@ -132,7 +132,7 @@ class DCGANGenerator(CondGenerator):
     28x28 starts at 7x7 (2 upsamplings), 32x32 at 4x4 (3), 64x64 at 4x4 (4).
     """
 
-    def __init__(self, z_dim=100, out_shape=(1, 28, 28), ngf=64, num_classes=0, embed_dim=50):
+    def __init__(self, z_dim=100, out_shape=(1, 28, 28), ngf=64, num_classes=0, embed_dim=50, depth=0):
         super().__init__(z_dim, num_classes, embed_dim)
         c, h, _ = out_shape
         start = 7 if h == 28 else 4
@@ -142,10 +142,16 @@ class DCGANGenerator(CondGenerator):
         self.start, self.ch = start, ch
         self.fc = nn.Linear(self.in_dim, ch * start * start, bias=False)
         self.bn0 = nn.BatchNorm1d(ch * start * start)
-        layers = []
+
+        def refine(n):  # depth > 0: 3x3 stride-1 blocks at this resolution (cheap below the output size)
+            return [m for _ in range(depth) for m in (nn.Conv2d(n, n, 3, 1, 1, bias=False), nn.BatchNorm2d(n),
+                                                      nn.ReLU(True))]
+
+        layers = refine(ch)
         for i in range(ups - 1):
             layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
             ch //= 2
+            layers += refine(ch)
         layers += [nn.ConvTranspose2d(ch, c, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
@@ -157,19 +163,24 @@ class DCGANGenerator(CondGenerator):
 class DCGANDiscriminator(CondDiscriminator):
     """Conv(4, s2) + LeakyReLU 0.2 halving down to ~4x4 (BN on all but the first), then a linear logit."""
 
-    def __init__(self, in_shape=(1, 28, 28), ndf=64, num_classes=0, cond="none", batchnorm=True, sn=False):
+    def __init__(self, in_shape=(1, 28, 28), ndf=64, num_classes=0, cond="none", batchnorm=True, sn=False,
+                 depth=0):
         _, h, _ = in_shape
         downs = 2 if h == 28 else int(round(math.log2(h / 4)))
         ch_out = ndf * 2 ** (downs - 1)
         side = h // 2**downs
         super().__init__(in_shape, num_classes, cond, ch_out * side * side, sn)
         layers, ch = [], self.in_channels
+
+        def block(cin, cout, k, s, p, norm):
+            return [_sn(nn.Conv2d(cin, cout, k, s, p, bias=not norm), sn), *([nn.BatchNorm2d(cout)] if norm else []),
+                    nn.LeakyReLU(0.2, True)]
+
         for i in range(downs):
             nxt = ndf * 2**i
-            layers.append(_sn(nn.Conv2d(ch, nxt, 4, 2, 1, bias=not batchnorm or i == 0), sn))
-            if batchnorm and i > 0:
-                layers.append(nn.BatchNorm2d(nxt))
-            layers.append(nn.LeakyReLU(0.2, True))
+            layers += block(ch, nxt, 4, 2, 1, batchnorm and i > 0)
+            for _ in range(depth):  # depth > 0: 3x3 stride-1 blocks after each downsampling
+                layers += block(nxt, nxt, 3, 1, 1, batchnorm)
             ch = nxt
         self.body = nn.Sequential(*layers, nn.Flatten())
 
@@ -306,7 +317,8 @@ def _tf_d(cfg, shape, data=None):
 
 @register("net", "dcgan-g")
 def _dc_g(cfg, shape, data=None):
-    g = DCGANGenerator(cfg.model.z_dim, shape, cfg.model.width_g or 64, cfg.model.num_classes, cfg.model.embed_dim)
+    g = DCGANGenerator(cfg.model.z_dim, shape, cfg.model.width_g or 64, cfg.model.num_classes, cfg.model.embed_dim,
+                       cfg.model.depth_g)
     dcgan_init_(g)
     return g
 
@@ -314,7 +326,7 @@ def _dc_g(cfg, shape, data=None):
 @register("net", "dcgan-d")
 def _dc_d(cfg, shape, data=None):
     d = DCGANDiscriminator(shape, cfg.model.width_d or 64, *_cond(cfg), batchnorm=cfg.model.d_batchnorm,
-                           sn=cfg.model.spectral_norm)
+                           sn=cfg.model.spectral_norm, depth=cfg.model.depth_d)
     dcgan_init_(d)
     return d
 
