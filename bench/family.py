@@ -36,6 +36,7 @@ from counterfeit.data import load_data  # noqa: E402
 from counterfeit.errors import UserError  # noqa: E402
 from counterfeit.metrics.evaluate import FEATURE_METRICS, evaluate_images, flat_scores, reference_name  # noqa: E402
 from counterfeit.sampling import generate, load_generator  # noqa: E402
+from counterfeit.rejection import generate_rejected  # noqa: E402
 from counterfeit.train import train  # noqa: E402
 from counterfeit.viz.grid import save_grid  # noqa: E402
 
@@ -59,7 +60,8 @@ def real_reference(name: str, n: int, seed: int) -> dict:
             "command": f"COUNTERFEIT_DATA=../shared/datasets python bench/family.py --only {name}"}
 
 
-def run_one(name: str, minutes: float, work: Path, n: int, seed: int, rescore: bool = False) -> dict:
+def run_one(name: str, minutes: float, work: Path, n: int, seed: int, rescore: bool = False,
+            drs: float | None = None) -> dict:
     if name.startswith("real:"):
         return real_reference(name, n, seed)
     overrides = [f"train.max_minutes={minutes}", "train.epochs=100000", "train.steps=0", "train.parzen_monitor=false",
@@ -97,6 +99,14 @@ def run_one(name: str, minutes: float, work: Path, n: int, seed: int, rescore: b
     if recipe.conditional:  # classification accuracy score: train on generated, test on real
         test, real = load_data(ref, "test"), load_data(ref, "train")
         entry["cas"] = classification_accuracy_score(recipe, test.x, test.y, n=n, seed=seed, real=(real.x, real.y))
+    if drs is not None and recipe.outputs_probability and not recipe.conditional:
+        # the same run through discriminator rejection sampling (D refit to the EMA/raw G first): another sampler
+        t = time.time()
+        kept, info_drs = generate_rejected(recipe, n, seed=seed, quantile=drs, progress=True)
+        rd = evaluate_images(kept, ref, FEATURE_METRICS, seed=seed)
+        entry["drs"] = {**info_drs, "scores": flat_scores(rd), "fid_ci95": rd["fid"].get("ci95"),
+                        "seconds": round(time.time() - t, 1),
+                        "command": entry["command"] + f" --drs {drs:g}" + (" --rescore" if rescore else "")}
     labels = (torch.arange(100) // 10) if recipe.conditional else None
     grid = generate(recipe, 100, seed=seed + 1, labels=labels)
     png = HERE / "results" / "family" / f"{name}.png"
@@ -115,6 +125,8 @@ def main(argv=None) -> int:
     p.add_argument("--work", default=str(HERE / "_work" / "family"))
     p.add_argument("--result", default=str(HERE / "results" / "family.json"))
     p.add_argument("--rescore", action="store_true", help="no training: score the run dirs already in --work")
+    p.add_argument("--drs", type=float, metavar="QUANTILE",
+                   help="also score unconditional GAN runs through discriminator rejection sampling at this quantile")
     args = p.parse_args(argv)
     names = args.only.split(",") if args.only else PRESETS
     result_path = Path(args.result)
@@ -123,7 +135,7 @@ def main(argv=None) -> int:
     for name in names:
         print(f"=== {name}: {args.minutes:g} min", flush=True)
         try:
-            entry = run_one(name, args.minutes, Path(args.work), args.n, args.seed, args.rescore)
+            entry = run_one(name, args.minutes, Path(args.work), args.n, args.seed, args.rescore, args.drs)
         except UserError as e:  # e.g. CIFAR-10 not on disk: recorded, not hidden
             entry = {"preset": name, "not_run": str(e)}
         entry["machine"] = machine()
@@ -132,6 +144,9 @@ def main(argv=None) -> int:
         result_path.write_text(json.dumps(doc, indent=2) + "\n")
         s = entry.get("scores")
         print(json.dumps({"preset": name, **(s or {"not_run": entry.get("not_run")})}), flush=True)
+        if "drs" in entry:
+            print(json.dumps({"preset": name, "drs": entry["drs"]["scores"], "acceptance": entry["drs"]["acceptance"]}),
+                  flush=True)
     return 0
 
 

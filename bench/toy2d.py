@@ -1,12 +1,14 @@
 """Benchmark: modes captured and high-quality share on the 2D ring (8) and grid (25) mixtures, over 5 seeds.
 
-    python bench/toy2d.py [--presets toy2d-gan,toy2d-pacgan4] [--seeds 5]
+    python bench/toy2d.py [--presets toy2d-gan,toy2d-pacgan4] [--seeds 5] [--drs]
 
 Protocol of VEEGAN / PacGAN: after training, 2,500 samples from G; a sample is high quality when within 3 standard
 deviations of its nearest mode (ring: std 0.01; grid: std 0.05); a mode is captured when at least 2,500 / (50 K)
 high-quality samples fall on it (PacGAN's threshold is similar in spirit: a fiftieth of a fair share). Each
 (preset, mixture, seed) is its own run, trained as the preset says; the final frame of seed 0 (samples over D's
 output field) is saved to bench/results/toy2d/PRESET-MIXTURE.png (beside --result). Results: bench/results/toy2d.json.
+With --drs, each run is also scored through discriminator rejection sampling (D refit to the sampled G for 500
+steps, then samples kept by D's density-ratio estimate; see counterfeit.rejection): same training, other sampler.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from gan2014_mnist import machine  # noqa: E402
 from counterfeit import config  # noqa: E402
 from counterfeit.data.toy import toy_modes as mixture_modes  # noqa: E402
 from counterfeit.metrics.modes import toy_modes  # noqa: E402
+from counterfeit.rejection import generate_rejected  # noqa: E402
 from counterfeit.sampling import generate, load_generator  # noqa: E402
 from counterfeit.train import train  # noqa: E402
 
@@ -34,7 +37,8 @@ PRESETS = ["toy2d-gan", "toy2d-pacgan4", "toy2d-noise", "toy2d-wgan-gp"]
 MIXTURES = ["ring8", "grid25"]
 
 
-def run_one(preset: str, mixture: str, seed: int, work: Path, extra: list[str]) -> dict:
+def run_one(preset: str, mixture: str, seed: int, work: Path, extra: list[str], drs: bool = False,
+            drs_quantile: float = 0.5) -> dict:
     cfg = config.load_config(preset, [f"data.name=toy:{mixture}", f"train.seed={seed}", *extra])
     out = work / f"{preset}-{mixture}-s{seed}"
     shutil.rmtree(out, ignore_errors=True)
@@ -49,9 +53,25 @@ def run_one(preset: str, mixture: str, seed: int, work: Path, extra: list[str]) 
     modes, std = mixture_modes(mixture)
     r = toy_modes(x.reshape(len(x), 2), modes, std)
     frame = sorted((out / "samples").glob("step-*.png"))[-1]
-    return {"seed": seed, "modes_captured": r["modes_captured"], "num_modes": r["num_modes"],
-            "high_quality": round(r["high_quality"], 4), "steps": steps, "train_s": round(wall, 1),
-            "ema": info["ema"], "frame": frame}
+    row = {"seed": seed, "modes_captured": r["modes_captured"], "num_modes": r["num_modes"],
+           "high_quality": round(r["high_quality"], 4), "steps": steps, "train_s": round(wall, 1),
+           "ema": info["ema"], "frame": frame}
+    if drs:  # the same run, sampled through discriminator rejection (D refit to the sampled G first)
+        t = time.time()
+        xr, inf = generate_rejected(recipe, 2500, seed=seed + 12345, quantile=drs_quantile, as_uint8=False)
+        rr = toy_modes(xr.reshape(len(xr), 2), modes, std)
+        row["drs"] = {"modes_captured": rr["modes_captured"], "high_quality": round(rr["high_quality"], 4),
+                      "acceptance": inf["acceptance"], "quantile": drs_quantile, "fit_steps": inf["fit_steps"],
+                      "seconds": round(time.time() - t, 1)}
+    return row
+
+
+def _summary(runs: list[dict]) -> dict:
+    n = len(runs)
+    return {"modes_captured_mean": sum(r["modes_captured"] for r in runs) / n,
+            "modes_captured_min": min(r["modes_captured"] for r in runs),
+            "high_quality_mean": round(sum(r["high_quality"] for r in runs) / n, 4),
+            "high_quality_min": min(r["high_quality"] for r in runs)}
 
 
 def main(argv=None) -> int:
@@ -62,6 +82,8 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], help="extra overrides for every run (probes)")
     p.add_argument("--work", default=str(HERE / "_work" / "toy2d"))
     p.add_argument("--result", default=str(HERE / "results" / "toy2d.json"))
+    p.add_argument("--drs", action="store_true", help="also score each run through discriminator rejection sampling")
+    p.add_argument("--drs-quantile", type=float, default=0.5)
     args = p.parse_args(argv)
     result_path = Path(args.result)
     doc = json.loads(result_path.read_text()) if result_path.is_file() else {"runs": {}}
@@ -71,7 +93,7 @@ def main(argv=None) -> int:
         for mixture in args.mixtures.split(","):
             runs = []
             for seed in range(args.seeds):
-                r = run_one(preset, mixture, seed, Path(args.work), args.set)
+                r = run_one(preset, mixture, seed, Path(args.work), args.set, args.drs, args.drs_quantile)
                 frame = r.pop("frame")
                 if seed == 0:
                     png = Path(args.result).with_suffix("") / f"{preset}-{mixture}.png"  # beside the result file
@@ -83,13 +105,14 @@ def main(argv=None) -> int:
             key = f"{preset}/{mixture}" + (f" [{' '.join(args.set)}]" if args.set else "")
             doc["runs"][key] = {
                 "preset": preset, "mixture": mixture, "overrides": args.set, "seeds": n,
-                "modes_captured_mean": sum(r["modes_captured"] for r in runs) / n,
-                "modes_captured_min": min(r["modes_captured"] for r in runs),
-                "high_quality_mean": round(sum(r["high_quality"] for r in runs) / n, 4),
-                "high_quality_min": min(r["high_quality"] for r in runs),
+                **_summary(runs),
+                **({"drs": {**_summary([r["drs"] for r in runs]), "quantile": args.drs_quantile,
+                            "acceptance_mean": round(sum(r["drs"]["acceptance"] for r in runs) / n, 4)}}
+                   if args.drs else {}),
                 "per_seed": runs, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
                 "command": f"python bench/toy2d.py --presets {preset} --mixtures {mixture} --seeds {n}"
-                           + "".join(f" --set {s}" for s in args.set),
+                           + "".join(f" --set {s}" for s in args.set)
+                           + (f" --drs --drs-quantile {args.drs_quantile:g}" if args.drs else ""),
             }
             result_path.parent.mkdir(parents=True, exist_ok=True)
             result_path.write_text(json.dumps(doc, indent=2) + "\n")

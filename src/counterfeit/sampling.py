@@ -31,6 +31,7 @@ def load_generator(run_or_ckpt: str | Path) -> tuple[Recipe, config_mod.Config, 
         raise UserError(f"{path}: weights do not fit its config: {str(e).splitlines()[0]}") from None
     recipe.G.eval()
     recipe.D.eval()
+    recipe.step = int(state["step"])  # schedules (instance noise) at the point training stopped
     return recipe, cfg, {"path": str(path), "step": int(state["step"]), "ema": "G_ema" in state}
 
 

@@ -26,6 +26,9 @@ def build_parser(p):
     p.add_argument("--inception", metavar="PATH", help="Inception-v3 weights file (pytorch-fid's "
                    "pt_inception-2015-12-05-6726825d.pth); implies --features inception; default $COUNTERFEIT_INCEPTION")
     p.add_argument("--inception-sha256", help="accept an Inception weights file with this sha256 instead of the known one")
+    from .sample import add_rejection_args
+
+    add_rejection_args(p)
     return p
 
 
@@ -60,6 +63,8 @@ def run(args) -> int:
 
         if not src.is_file():
             raise UserError(f"samples file not found: {src}")
+        if args.drs:
+            raise UserError("--drs needs a run (its generator and discriminator), not a samples file")
         samples = _load_npz(src)
         data_name = args.data or "mnist"
         prov.update(samples="uint8 from file", n=len(samples))
@@ -70,8 +75,14 @@ def run(args) -> int:
         from ..metrics.evaluate import reference_name
 
         data_name = reference_name(args.data or cfg.data.name)  # the embedded digits are scored as MNIST
-        if "parzen" in names:  # continuous pixels in [0, 1], as the paper scored them; uint8 derived from them
+        if args.drs:
+            from ..rejection import generate_rejected
+
+            floats, prov["rejection"] = generate_rejected(recipe, args.n, seed=args.seed, fit_steps=args.drs_fit_steps,
+                                                          quantile=args.drs_quantile, as_uint8=False, progress=True)
+        elif "parzen" in names:  # continuous pixels in [0, 1], as the paper scored them; uint8 derived from them
             floats = generate(recipe, args.n, seed=args.seed, as_uint8=False)
+        if floats is not None:
             samples = (floats.clamp(0, 1) * 255.0).round().to(torch.uint8)
         else:
             samples = generate(recipe, args.n, seed=args.seed)  # uint8, as a user's samples file would hold

@@ -15,7 +15,17 @@ def build_parser(p):
     p.add_argument("--out", required=True, help="FILE.npz, or a folder for one PNG per sample")
     p.add_argument("--label", type=int, help="class to sample (conditional recipes)")
     p.add_argument("--seed", type=int, default=0)
+    add_rejection_args(p)
     return p
+
+
+def add_rejection_args(p) -> None:
+    p.add_argument("--drs", action="store_true",
+                   help="discriminator rejection sampling (Azadi et al. 2019): refit D to the sampled G, keep samples "
+                        "by D's density-ratio estimate (gan/dcgan/cgan/acgan recipes)")
+    p.add_argument("--drs-quantile", type=float, default=0.5,
+                   help="gamma as this quantile of F over a burn-in batch; higher keeps fewer samples (default 0.5)")
+    p.add_argument("--drs-fit-steps", type=int, default=500, help="D steps against the sampled G before sampling")
 
 
 def run(args) -> int:
@@ -31,7 +41,16 @@ def run(args) -> int:
         import torch
 
         labels = torch.full((args.n,), args.label, dtype=torch.long)
-    images = generate(recipe, args.n, seed=args.seed, labels=labels)
+    if args.drs:
+        if labels is not None:
+            raise UserError("--drs with --label is not supported: rejection keeps samples of every class")
+        from ..rejection import generate_rejected
+
+        images, drs = generate_rejected(recipe, args.n, seed=args.seed, fit_steps=args.drs_fit_steps,
+                                        quantile=args.drs_quantile, progress=True)
+        print(f"rejection sampling kept {drs['acceptance']:.1%} of {drs['seen']} samples")
+    else:
+        images = generate(recipe, args.n, seed=args.seed, labels=labels)
     out = Path(args.out)
     if out.suffix == ".npz":
         if out.exists():
