@@ -345,6 +345,7 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
 
     # ------------------------------------------------------------------ the loop
     bar = _progress(total, step, progress)
+    step0 = step  # where this invocation started (a resumed run's rate counts only its own steps)
     sums: dict[str, float] = {}
     count, t0, t_window = 0, time.time(), time.time()
     last_ckpt = None
@@ -385,6 +386,9 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
                                      **{k: f"{row[k]:.2f}" for k in ("D(x)", "D(G(z))", "critic(x)", "critic(G(z))")
                                         if k in row},
                                      "img/s": f"{row['img/s']:.0f}"}, refresh=False)
+                    if t_cfg.max_minutes > 0:  # a time budget: the bar's end is where the budget will stop it
+                        left = max(0.0, 60.0 * t_cfg.max_minutes - row["time"])
+                        bar.total = min(total, step + int(left * (step - step0) / max(now - t0, 1e-9)))
                 sums, count, t_window = {}, 0, now
             if bar is not None:
                 bar.update(1)
