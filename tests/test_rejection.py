@@ -64,8 +64,9 @@ def test_critics_and_packed_discriminators_are_refused(extra, why):
         RejectionSampler(_toy_recipe(extra), fit_steps=0)
 
 
-def test_cli_sample_and_evaluate_with_rejection(tmp_path, mnist_dir, capsys):
-    cfg = config.load_config("dcgan-mnist", [f"data.name={mnist_dir}", "model.width_g=8", "model.width_d=8",
+@pytest.mark.parametrize("preset", ["dcgan-mnist", "cgan-mnist"])
+def test_cli_sample_and_evaluate_with_rejection(tmp_path, mnist_dir, capsys, preset):
+    cfg = config.load_config(preset, [f"data.name={mnist_dir}", "model.width_g=8", "model.width_d=8",
                                              "train.batch_size=16", "train.steps=3", "train.epochs=0",
                                              "train.parzen_monitor=false", "train.sample_grid=2"])
     train(cfg, tmp_path / "run", progress=False)

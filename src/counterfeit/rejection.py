@@ -21,6 +21,7 @@ import contextlib
 import copy
 
 import torch
+from torch import nn
 
 from .data import load_data, to_float, to_uint8
 from .errors import UserError
@@ -51,7 +52,7 @@ class RejectionSampler:
         self.G = recipe.G.eval()
         self.data = data
         self.fit_log = self._fit(fit_steps, seed, progress) if fit_steps > 0 else []
-        logits = self._logits(self._draw(burn_in)[0])
+        logits = self._logits(*self._draw(burn_in))
         self.d_max = float(logits.max())
         self.gamma = 0.0 if quantile is None else float(torch.quantile(self._f(logits, 0.0), quantile))
         self.quantile, self.fit_steps = quantile, fit_steps
@@ -67,7 +68,10 @@ class RejectionSampler:
         self.D.train()
         g = torch.Generator().manual_seed(seed + 1)
         losses = []
-        with self._swapped():  # the recipe's own D loss, against the sampled generator
+        # the recipe's own D loss against the sampled generator; its noise comes from torch's global generator,
+        # seeded here inside a forked RNG state so a refit is repeatable and the caller's RNG is left alone
+        with self._swapped(), torch.random.fork_rng():
+            torch.manual_seed(seed + 2)
             it = range(steps)
             if progress:
                 from tqdm import tqdm
@@ -106,6 +110,9 @@ class RejectionSampler:
         # D scores batches of generated images the way it saw them while training: train mode (BatchNorm on the
         # batch's own statistics), on this copy of D, in the training batch size
         self.D.train()
+        for m in self.D.modules():  # ... but no dropout: a sample's score should not be a coin toss
+            if isinstance(m, nn.modules.dropout._DropoutNd):
+                m.eval()
         out = []
         with self._swapped():
             for i in range(0, len(x), self.batch):
