@@ -60,10 +60,35 @@ def run_one(preset: str, mixture: str, seed: int, work: Path, extra: list[str], 
         t = time.time()
         xr, inf = generate_rejected(recipe, 2500, seed=seed + 12345, quantile=drs_quantile, as_uint8=False)
         rr = toy_modes(xr.reshape(len(xr), 2), modes, std)
+        row["drs_frame"] = drs_figure(x.reshape(len(x), 2), xr.reshape(len(xr), 2), modes, std, r, rr,
+                                      out / "samples-vs-drs.png", f"toy:{mixture}, {preset}, seed {seed}")
         row["drs"] = {"modes_captured": rr["modes_captured"], "high_quality": round(rr["high_quality"], 4),
                       "acceptance": inf["acceptance"], "quantile": drs_quantile, "fit_steps": inf["fit_steps"],
                       "seconds": round(time.time() - t, 1)}
     return row
+
+
+def drs_figure(raw, kept, modes, std, r_raw, r_drs, path: Path, title: str) -> Path:
+    """Two panels: G's samples as drawn, and those discriminator rejection sampling keeps, over the modes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.6), sharex=True, sharey=True)
+    for ax, pts, r, name in ((axes[0], raw, r_raw, "samples of G"), (axes[1], kept, r_drs, "kept by DRS")):
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, c="tab:green", alpha=0.5, label=name)
+        ax.scatter(modes[:, 0], modes[:, 1], s=25, marker="x", c="k", label="modes of p_data")
+        ax.set_title(f"{name}: modes {r['modes_captured']}/{r['num_modes']}, "
+                     f"high quality {r['high_quality']:.0%}", fontsize=10)
+        ax.set_xlabel("x1")
+        ax.legend(loc="upper right", fontsize=7)
+    axes[0].set_ylabel("x2")
+    fig.suptitle(f"{title}: high quality = within 3 std ({3 * std:g}) of a mode")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _summary(runs: list[dict]) -> dict:
@@ -94,11 +119,13 @@ def main(argv=None) -> int:
             runs = []
             for seed in range(args.seeds):
                 r = run_one(preset, mixture, seed, Path(args.work), args.set, args.drs, args.drs_quantile)
-                frame = r.pop("frame")
+                frame, drs_frame = r.pop("frame"), r.pop("drs_frame", None)
                 if seed == 0:
                     png = Path(args.result).with_suffix("") / f"{preset}-{mixture}.png"  # beside the result file
                     png.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(frame, png)
+                    if drs_frame is not None:
+                        shutil.copyfile(drs_frame, png.with_name(f"{preset}-{mixture}-drs.png"))
                 runs.append(r)
                 print(json.dumps({"preset": preset, "mixture": mixture, **r}), flush=True)
             n = len(runs)

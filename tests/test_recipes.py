@@ -14,7 +14,8 @@ from counterfeit.train import train
 
 FAMILY = ["dcgan-tf-mnist", "dcgan-mnist", "dcgan-fashion", "dcgan-cifar10", "cgan-mnist", "acgan-mnist",
           "lsgan-fashion", "wgan-fashion", "wgan-gp-fashion", "sngan-cifar10", "sngan-resnet-cifar10", "vae-mnist",
-          "vae-conv-mnist", "toy2d-gan", "toy2d-pacgan4", "toy2d-wgan-gp", "toy2d-noise"]
+          "vae-conv-mnist", "toy2d-gan", "toy2d-pacgan4", "toy2d-wgan-gp", "toy2d-noise", "fashion-fast",
+          "toy2d-noise-ema"]
 
 
 @pytest.fixture
