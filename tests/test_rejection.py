@@ -64,6 +64,13 @@ def test_critics_and_packed_discriminators_are_refused(extra, why):
         RejectionSampler(_toy_recipe(extra), fit_steps=0)
 
 
+def test_bad_counts_are_refused_before_any_refit():
+    with pytest.raises(UserError, match="fit steps"):
+        RejectionSampler(_toy_recipe(), fit_steps=-1)
+    with pytest.raises(UserError, match="positive"):  # a refit of 10^9 steps would hang if it ran first
+        generate_rejected(_toy_recipe(), 0, fit_steps=10**9)
+
+
 @pytest.mark.parametrize("preset", ["dcgan-mnist", "cgan-mnist"])
 def test_cli_sample_and_evaluate_with_rejection(tmp_path, mnist_dir, capsys, preset):
     cfg = config.load_config(preset, [f"data.name={mnist_dir}", "model.width_g=8", "model.width_d=8",

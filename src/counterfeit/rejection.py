@@ -23,10 +23,11 @@ import copy
 import torch
 from torch import nn
 
-from .data import load_data, to_float, to_uint8
+from .data import load_data, to_float
 from .errors import UserError
 from .recipes import Recipe
 from .recipes.base import make_optimizer
+from .sampling import as_output
 
 
 def _check(recipe: Recipe) -> None:
@@ -45,11 +46,13 @@ class RejectionSampler:
         _check(recipe)
         if quantile is not None and not 0.0 <= quantile < 1.0:
             raise UserError(f"rejection quantile must be in [0, 1), got {quantile}")
+        if fit_steps < 0:
+            raise UserError(f"rejection fit steps must be >= 0, got {fit_steps}")
         self.recipe, self.cfg = recipe, recipe.cfg
         self.gen = torch.Generator().manual_seed(seed)
         self.batch = self.cfg.train.batch_size
-        self.D = copy.deepcopy(recipe.D)  # the run's D is left as it was
-        self.G = recipe.G.eval()
+        self.D = copy.deepcopy(recipe.D)  # the run's D is left as it was; G is the recipe's own, in eval mode
+        recipe.G.eval()
         self.data = data
         self.fit_log = self._fit(fit_steps, seed, progress) if fit_steps > 0 else []
         logits = self._logits(*self._draw(burn_in))
@@ -90,20 +93,19 @@ class RejectionSampler:
 
     @contextlib.contextmanager
     def _swapped(self):
-        """The recipe's machinery (losses, packing, conditioning) on this sampler's G and its copy of D."""
-        real_G, real_D = self.recipe.G, self.recipe.D
-        self.recipe.G, self.recipe.D = self.G, self.D
+        """The recipe's machinery (losses, packing, conditioning) on this sampler's copy of D."""
+        run_D, self.recipe.D = self.recipe.D, self.D
         try:
             yield
         finally:
-            self.recipe.G, self.recipe.D = real_G, real_D
+            self.recipe.D = run_D
 
     # ------------------------------------------------------------------------------ scoring
     @torch.no_grad()
     def _draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         z = self.recipe.sample_z(n, generator=self.gen)
         y = self.recipe.sample_labels(n, generator=self.gen)
-        return self.recipe.generate(z, y, G=self.G), y
+        return self.recipe.generate(z, y), y
 
     @torch.no_grad()
     def _logits(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -164,10 +166,10 @@ class RejectionSampler:
 def generate_rejected(recipe: Recipe, n: int, seed: int = 0, fit_steps: int = 500, quantile: float | None = 0.5,
                       as_uint8: bool = True, progress: bool = False) -> tuple[torch.Tensor, dict]:
     """n samples kept by DRS: uint8 (N, C, H, W), or float in [0, 1] / raw toy values, plus the sampler's info."""
+    if n <= 0:  # before the refit, not after it
+        raise UserError(f"--n must be positive, got {n}")
     s = RejectionSampler(recipe, fit_steps=fit_steps, quantile=quantile, seed=seed, progress=progress)
     x, _ = s.sample(n)
-    rng = recipe.cfg.data.range
-    x = to_uint8(x, rng) if as_uint8 else ((x + 1) / 2 if rng == "pm1" else x).float()  # as sampling.generate
-    return x, s.info()
+    return as_output(x, recipe.cfg.data.range, as_uint8), s.info()
 
 

@@ -48,11 +48,15 @@ def generate(recipe: Recipe, n: int, seed: int = 0, batch: int = 500, labels: to
         z = recipe.sample_z(m, generator=gen).to(device)
         y = labels[i : i + m] if labels is not None else recipe.sample_labels(m, generator=gen)
         x = recipe.generate(z, None if y is None else y.to(device), G=G).cpu()
-        if as_uint8:
-            out.append(to_uint8(x, recipe.cfg.data.range))
-        else:
-            out.append(((x + 1) / 2 if recipe.cfg.data.range == "pm1" else x).float())
+        out.append(as_output(x, recipe.cfg.data.range, as_uint8))
     return torch.cat(out)
+
+
+def as_output(x: torch.Tensor, range_: str, as_uint8: bool) -> torch.Tensor:
+    """G's output in the nets' range -> uint8 images, or float in [0, 1] (toy data: unchanged)."""
+    if as_uint8:
+        return to_uint8(x, range_)
+    return ((x + 1) / 2 if range_ == "pm1" else x).float()
 
 
 def save_npz(images: torch.Tensor, path: Path) -> None:
