@@ -56,6 +56,7 @@ class ModelConfig:
     spectral_norm: bool = False  # spectral normalisation on every D layer (SNGAN)
     num_classes: int = 0  # > 0 makes G and D conditional on a label
     embed_dim: int = 50  # label embedding size in G (concat)
+    g_cond: str = "concat"  # how G sees the label: concat ([z, embed(y)] at the input) | cbn (class-conditional BN)
     d_cond: str = "none"  # how D sees the label: none | concat | projection | acgan
     d_hidden: list = field(default_factory=lambda: [128, 128])  # toy MLP discriminator
     activation: str = "relu"  # toy MLPs: relu | tanh | leaky_relu

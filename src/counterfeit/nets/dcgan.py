@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ..errors import UserError
 from ..registry import register
 
 
@@ -32,19 +33,58 @@ def _small_embedding(n: int, dim: int) -> nn.Embedding:
     return e
 
 
-class CondGenerator(nn.Module):
-    """Base: concatenates a label embedding to z when conditional."""
+class CondBatchNorm(nn.Module):
+    """Class-conditional BatchNorm (de Vries et al. 2017; Miyato & Koyama 2018): normalise without an affine map,
+    then scale and shift by a per-class gain and bias. The label then acts on every layer of G and never enters the
+    batch statistics, where concatenated to z it competes with z's share of each unit's variance.
+    The generator hands the labels over before its layers run (`CondGenerator._input`)."""
 
-    def __init__(self, z_dim: int, num_classes: int, embed_dim: int):
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm, num_classes: int):
+        super().__init__()
+        self.bn = type(bn)(bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=False)
+        self.gain = nn.Embedding(num_classes, bn.num_features)
+        self.bias = nn.Embedding(num_classes, bn.num_features)
+        nn.init.ones_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+        self.y: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.y is not None and len(self.y) == len(x), "conditional BatchNorm needs this batch's labels"
+        shape = (len(x), -1) + (1,) * (x.dim() - 2)  # (B, C) or (B, C, 1, 1)
+        return self.bn(x) * self.gain(self.y).view(shape) + self.bias(self.y).view(shape)
+
+
+class CondGenerator(nn.Module):
+    """Base of the conditional generators. How G sees the label (`cond`):
+      "concat"  z <- [z, embed(y)] at the input (Mirza & Osindero)
+      "cbn"     z alone at the input; every BatchNorm becomes class-conditional (`CondBatchNorm`) once the subclass
+                has built its layers and calls `_condition_batchnorm()` (done by `conditional_bn`)."""
+
+    def __init__(self, z_dim: int, num_classes: int, embed_dim: int, cond: str = "concat"):
         super().__init__()
         self.num_classes = num_classes
-        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
-        self.in_dim = z_dim + (embed_dim if num_classes else 0)
+        self.cond = cond if num_classes else "none"
+        self.embed = nn.Embedding(num_classes, embed_dim) if self.cond == "concat" else None
+        self.in_dim = z_dim + (embed_dim if self.embed is not None else 0)
+        self._cbn: list[CondBatchNorm] = []
+
+    def _condition_batchnorm(self) -> int:
+        """Swap every BatchNorm for a class-conditional one (cond "cbn"); returns how many were swapped."""
+        for name, m in list(self.named_modules()):
+            for child_name, child in list(m.named_children()):
+                if isinstance(child, nn.modules.batchnorm._BatchNorm):
+                    setattr(m, child_name, CondBatchNorm(child, self.num_classes))
+        self._cbn = [m for m in self.modules() if isinstance(m, CondBatchNorm)]
+        return len(self._cbn)
 
     def _input(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        if self.embed is None:
+        if self.cond == "none":
             return z
         assert y is not None, "a conditional generator needs labels"
+        if self.cond == "cbn":
+            for m in self._cbn:
+                m.y = y
+            return z
         return torch.cat([z, self.embed(y)], 1)  # (B, z_dim + embed_dim)
 
 
@@ -85,8 +125,8 @@ class TFGenerator(CondGenerator):
     'same' padding, no biases; Keras defaults: LeakyReLU slope 0.3, BatchNorm momentum 0.99 (torch 0.01), eps 1e-3.
     """
 
-    def __init__(self, z_dim=100, out_shape=(1, 28, 28), num_classes=0, embed_dim=50):
-        super().__init__(z_dim, num_classes, embed_dim)
+    def __init__(self, z_dim=100, out_shape=(1, 28, 28), num_classes=0, embed_dim=50, cond="concat"):
+        super().__init__(z_dim, num_classes, embed_dim, cond)
         c, h, w = out_shape
         assert h == w and h % 4 == 0, "the TF tutorial generator upsamples 4x from h/4"
         self.s = h // 4
@@ -132,8 +172,8 @@ class DCGANGenerator(CondGenerator):
     28x28 starts at 7x7 (2 upsamplings), 32x32 at 4x4 (3), 64x64 at 4x4 (4).
     """
 
-    def __init__(self, z_dim=100, out_shape=(1, 28, 28), ngf=64, num_classes=0, embed_dim=50, depth=0):
-        super().__init__(z_dim, num_classes, embed_dim)
+    def __init__(self, z_dim=100, out_shape=(1, 28, 28), ngf=64, num_classes=0, embed_dim=50, depth=0, cond="concat"):
+        super().__init__(z_dim, num_classes, embed_dim, cond)
         c, h, _ = out_shape
         start = 7 if h == 28 else 4
         ups = int(round(math.log2(h / start)))
@@ -195,9 +235,12 @@ def dcgan_init_(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+        elif isinstance(m, CondBatchNorm):  # the per-class gains and biases, like BN's own
+            nn.init.normal_(m.gain.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias.weight)
 
 
 # ---------------------------------------------------------------------------------------------- SNGAN
@@ -206,8 +249,8 @@ def dcgan_init_(module: nn.Module) -> None:
 class SNGANGenerator(CondGenerator):
     """SNGAN's standard CNN generator: z -> (512, 4, 4) -> 3 x [ConvT(4, s2) + BN + ReLU] -> Conv3 + tanh (32x32)."""
 
-    def __init__(self, z_dim=128, out_shape=(3, 32, 32), num_classes=0, embed_dim=128, width=512):
-        super().__init__(z_dim, num_classes, embed_dim)
+    def __init__(self, z_dim=128, out_shape=(3, 32, 32), num_classes=0, embed_dim=128, width=512, cond="concat"):
+        super().__init__(z_dim, num_classes, embed_dim, cond)
         c, h, _ = out_shape
         self.start = h // 8
         self.width = width
@@ -274,8 +317,8 @@ class _DBlock(nn.Module):
 class ResNetGenerator(CondGenerator):
     """SNGAN's 32x32 ResNet generator: z -> (256, 4, 4) -> 3 up-blocks -> BN, ReLU, Conv3, tanh."""
 
-    def __init__(self, z_dim=128, out_shape=(3, 32, 32), num_classes=0, embed_dim=128, width=256):
-        super().__init__(z_dim, num_classes, embed_dim)
+    def __init__(self, z_dim=128, out_shape=(3, 32, 32), num_classes=0, embed_dim=128, width=256, cond="concat"):
+        super().__init__(z_dim, num_classes, embed_dim, cond)
         c, h, _ = out_shape
         self.start, self.width = h // 8, width
         self.fc = nn.Linear(self.in_dim, width * self.start**2)
@@ -305,9 +348,17 @@ def _cond(cfg):
     return cfg.model.num_classes, cfg.model.d_cond
 
 
+def _g_cond(g: CondGenerator, cfg) -> CondGenerator:
+    """model.g_cond "cbn": make G's BatchNorms class-conditional now that its layers exist."""
+    if g.cond == "cbn" and not g._condition_batchnorm():
+        raise UserError(f"model.g_cond=cbn needs BatchNorm layers in G; '{cfg.model.generator}' has none")
+    return g
+
+
 @register("net", "tf-dcgan-g")
 def _tf_g(cfg, shape, data=None):
-    return TFGenerator(cfg.model.z_dim, shape, cfg.model.num_classes, cfg.model.embed_dim)
+    return _g_cond(TFGenerator(cfg.model.z_dim, shape, cfg.model.num_classes, cfg.model.embed_dim, cfg.model.g_cond),
+                   cfg)
 
 
 @register("net", "tf-dcgan-d")
@@ -317,8 +368,8 @@ def _tf_d(cfg, shape, data=None):
 
 @register("net", "dcgan-g")
 def _dc_g(cfg, shape, data=None):
-    g = DCGANGenerator(cfg.model.z_dim, shape, cfg.model.width_g or 64, cfg.model.num_classes, cfg.model.embed_dim,
-                       cfg.model.depth_g)
+    g = _g_cond(DCGANGenerator(cfg.model.z_dim, shape, cfg.model.width_g or 64, cfg.model.num_classes,
+                               cfg.model.embed_dim, cfg.model.depth_g, cfg.model.g_cond), cfg)
     dcgan_init_(g)
     return g
 
@@ -333,7 +384,8 @@ def _dc_d(cfg, shape, data=None):
 
 @register("net", "sngan-g")
 def _sn_g(cfg, shape, data=None):
-    return SNGANGenerator(cfg.model.z_dim, shape, cfg.model.num_classes, cfg.model.embed_dim, cfg.model.width_g or 512)
+    return _g_cond(SNGANGenerator(cfg.model.z_dim, shape, cfg.model.num_classes, cfg.model.embed_dim,
+                                  cfg.model.width_g or 512, cfg.model.g_cond), cfg)
 
 
 @register("net", "sngan-d")
@@ -343,7 +395,8 @@ def _sn_d(cfg, shape, data=None):
 
 @register("net", "resnet-g")
 def _rn_g(cfg, shape, data=None):
-    return ResNetGenerator(cfg.model.z_dim, shape, cfg.model.num_classes, cfg.model.embed_dim, cfg.model.width_g or 256)
+    return _g_cond(ResNetGenerator(cfg.model.z_dim, shape, cfg.model.num_classes, cfg.model.embed_dim,
+                                   cfg.model.width_g or 256, cfg.model.g_cond), cfg)
 
 
 @register("net", "resnet-d")

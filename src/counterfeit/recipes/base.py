@@ -24,6 +24,7 @@ from .. import losses as L
 from .. import nets as _nets  # noqa: F401  (registers the networks)
 from .. import registry
 from ..errors import UserError
+from ..nets.dcgan import CondDiscriminator, CondGenerator
 
 
 @dataclass
@@ -48,6 +49,8 @@ class Recipe:
         self.aux = self.conditional and cfg.model.d_cond == "acgan"
         if cfg.model.d_cond not in ("none", "concat", "projection", "acgan"):
             raise UserError(f"unknown model.d_cond '{cfg.model.d_cond}' (known: none, concat, projection, acgan)")
+        if cfg.model.g_cond not in ("concat", "cbn"):
+            raise UserError(f"unknown model.g_cond '{cfg.model.g_cond}' (known: concat, cbn)")
         self.pack = cfg.model.pack
         if self.pack < 1 or (self.pack > 1 and self.conditional):
             raise UserError("model.pack must be >= 1, and packing (PacGAN) is for unconditional recipes")
@@ -56,6 +59,10 @@ class Recipe:
         d_shape = (shape[0] * self.pack, *shape[1:])  # PacGAN: m samples side by side along features/channels
         self.G: nn.Module = registry.get("net", cfg.model.generator)(cfg, shape, data)
         self.D: nn.Module = registry.get("net", cfg.model.discriminator)(cfg, d_shape, data)
+        if self.conditional and not (isinstance(self.G, CondGenerator) and isinstance(self.D, CondDiscriminator)):
+            raise UserError(f"recipe '{cfg.model.recipe}' is conditional, but networks '{cfg.model.generator}' / "
+                            f"'{cfg.model.discriminator}' do not take labels (conditional ones: the convolutional "
+                            f"dcgan-g/d, tf-dcgan-g/d, sngan-g/d, resnet-g/d)")
         # With BatchNorm in D, real and fake go through D in separate passes (their own batch statistics),
         # as in Radford et al.'s code; otherwise one concatenated pass is cheaper and equivalent.
         self.concat_real_fake = not any(isinstance(m, _BatchNorm) for m in self.D.modules())
