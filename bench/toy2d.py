@@ -104,6 +104,7 @@ def main(argv=None) -> int:
     p.add_argument("--presets", default=",".join(PRESETS))
     p.add_argument("--mixtures", default=",".join(MIXTURES))
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--seed-list", default=None, help="probe these seeds only (comma list) instead of 0..seeds-1")
     p.add_argument("--set", action="append", default=[], help="extra overrides for every run (probes)")
     p.add_argument("--work", default=str(HERE / "_work" / "toy2d"))
     p.add_argument("--result", default=str(HERE / "results" / "toy2d.json"))
@@ -117,10 +118,11 @@ def main(argv=None) -> int:
     for preset in args.presets.split(","):
         for mixture in args.mixtures.split(","):
             runs = []
-            for seed in range(args.seeds):
+            seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else range(args.seeds)
+            for seed in seeds:
                 r = run_one(preset, mixture, seed, Path(args.work), args.set, args.drs, args.drs_quantile)
                 frame, drs_frame = r.pop("frame"), r.pop("drs_frame", None)
-                if seed == 0:
+                if seed == seeds[0]:  # the first seed's frames
                     png = Path(args.result).with_suffix("") / f"{preset}-{mixture}.png"  # beside the result file
                     png.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(frame, png)
@@ -129,7 +131,8 @@ def main(argv=None) -> int:
                 runs.append(r)
                 print(json.dumps({"preset": preset, "mixture": mixture, **r}), flush=True)
             n = len(runs)
-            key = f"{preset}/{mixture}" + (f" [{' '.join(args.set)}]" if args.set else "")
+            key = f"{preset}/{mixture}" + (f" [{' '.join(args.set)}]" if args.set else "") + (
+                f" seeds {args.seed_list}" if args.seed_list else "")
             doc["runs"][key] = {
                 "preset": preset, "mixture": mixture, "overrides": args.set, "seeds": n,
                 **_summary(runs),
@@ -137,7 +140,8 @@ def main(argv=None) -> int:
                             "acceptance_mean": round(sum(r["drs"]["acceptance"] for r in runs) / n, 4)}}
                    if args.drs else {}),
                 "per_seed": runs, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
-                "command": f"python bench/toy2d.py --presets {preset} --mixtures {mixture} --seeds {n}"
+                "command": f"python bench/toy2d.py --presets {preset} --mixtures {mixture} "
+                           + (f"--seed-list {args.seed_list}" if args.seed_list else f"--seeds {n}")
                            + "".join(f" --set {s}" for s in args.set)
                            + (f" --drs --drs-quantile {args.drs_quantile:g}" if args.drs else ""),
             }

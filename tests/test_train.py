@@ -9,7 +9,7 @@ from counterfeit.checkpoint import list_checkpoints, safe_load
 from counterfeit.cli.__main__ import main
 from counterfeit.errors import UserError
 from counterfeit.recipes import build_recipe
-from counterfeit.train import lr_at, momentum_at, train
+from counterfeit.train import linear_decay, lr_at, momentum_at, train
 from conftest import tiny_overrides
 
 
@@ -123,6 +123,19 @@ def test_schedules_follow_pylearn2():
     assert momentum_at(o, 0) == 0.5
     assert math.isclose(momentum_at(o, 124), 0.5 + 0.2 * 124 / 249)
     assert math.isclose(momentum_at(o, 249), 0.7) and momentum_at(o, 400) == 0.7
+
+
+def test_linear_decay_to_zero_after_its_start(tmp_path, mnist_dir):
+    assert linear_decay(3, 0, 10) == 1.0 and linear_decay(4, 5, 10) == 1.0  # off, or not started yet
+    assert math.isclose(linear_decay(7, 5, 10), 0.6) and linear_decay(10, 5, 10) == 0.0
+    cfg = _cfg(mnist_dir, ["optim.linear_decay_start=4", "optim.lr_decay=1.0", "train.log_every=1"], steps=8)
+    train(cfg, tmp_path / "run", progress=False)
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lr = {r["step"]: r["lr/G"] for r in rows if "lr/G" in r}
+    # each row logs the lr of the update that produced it: update s runs at G step s - 1
+    assert sorted(lr) == list(range(1, 9))
+    assert all(math.isclose(lr[s], cfg.optim.lr_g * linear_decay(s - 1, 4, 8)) for s in lr)
+    assert lr[5] == cfg.optim.lr_g and math.isclose(lr[7], cfg.optim.lr_g / 2) and lr[8] < lr[7]
 
 
 def test_divergence_is_one_clear_error_and_keeps_good_checkpoints(tmp_path, mnist_dir):

@@ -88,6 +88,7 @@ class OptimConfig:
     momentum_saturate_epoch: int = 250  # ... to this one (pylearn2 MomentumAdjustor)
     lr_decay: float = 1.000004  # lr <- lr / lr_decay after every update (1.0 = constant)
     min_lr: float = 1e-6
+    linear_decay_start: int = 0  # > 0: from this G step both lrs fall linearly to 0 at the last step (CycleGAN)
     betas: list = field(default_factory=lambda: [0.5, 0.999])  # Adam
 
 

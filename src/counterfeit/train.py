@@ -62,6 +62,14 @@ def lr_at(lr0: float, updates: int, decay: float, min_lr: float) -> float:
     return max(lr0 * decay ** (-updates), min_lr)  # a negative power underflows to 0 instead of overflowing
 
 
+def linear_decay(step: int, start: int, total: int) -> float:
+    """Factor on the lr: 1 before G step `start` (0 = never decay), then linearly down to 0 at the last step
+    (Pix2Pix / CycleGAN: constant, then linear decay to zero)."""
+    if start <= 0 or step < start or total <= start:
+        return 1.0
+    return max(0.0, 1.0 - (step - start) / (total - start))
+
+
 def momentum_at(o, epoch: int) -> float:
     """pylearn2 MomentumAdjustor: linear from `momentum` to `final_momentum` between start and saturate epochs."""
     span = o.momentum_saturate_epoch - o.momentum_start_epoch
@@ -213,7 +221,7 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
         recipe.step = step
         for opt, lr0, updates in ((opt_g, o.lr_g, step), (opt_d, o.lr_d, step * k)):
             for g in opt.param_groups:
-                g["lr"] = lr_at(lr0, updates, o.lr_decay, o.min_lr)
+                g["lr"] = lr_at(lr0, updates, o.lr_decay, o.min_lr) * linear_decay(step, o.linear_decay_start, total)
                 if o.name == "sgd":
                     g["momentum"] = momentum_at(o, epoch)
 
