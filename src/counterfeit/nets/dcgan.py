@@ -58,7 +58,7 @@ class CondGenerator(nn.Module):
     """Base of the conditional generators. How G sees the label (`cond`):
       "concat"  z <- [z, embed(y)] at the input (Mirza & Osindero)
       "cbn"     z alone at the input; every BatchNorm becomes class-conditional (`CondBatchNorm`) once the subclass
-                has built its layers and calls `_condition_batchnorm()` (done by `conditional_bn`)."""
+                has built its layers (`_condition_batchnorm()`, called by the registry's builders via `_g_cond`)."""
 
     def __init__(self, z_dim: int, num_classes: int, embed_dim: int, cond: str = "concat"):
         super().__init__()
@@ -70,7 +70,7 @@ class CondGenerator(nn.Module):
 
     def _condition_batchnorm(self) -> int:
         """Swap every BatchNorm for a class-conditional one (cond "cbn"); returns how many were swapped."""
-        for name, m in list(self.named_modules()):
+        for m in list(self.modules()):
             for child_name, child in list(m.named_children()):
                 if isinstance(child, nn.modules.batchnorm._BatchNorm):
                     setattr(m, child_name, CondBatchNorm(child, self.num_classes))
