@@ -69,6 +69,7 @@ def run(args) -> int:
         data_name = args.data or "mnist"
         prov.update(samples="uint8 from file", n=len(samples))
     else:
+        from ..data import to_uint8
         from ..sampling import generate, load_generator
 
         recipe, cfg, info = load_generator(src)
@@ -83,7 +84,7 @@ def run(args) -> int:
         elif "parzen" in names:  # continuous pixels in [0, 1], as the paper scored them; uint8 derived from them
             floats = generate(recipe, args.n, seed=args.seed, as_uint8=False)
         if floats is not None:
-            samples = (floats.clamp(0, 1) * 255.0).round().to(torch.uint8)
+            samples = to_uint8(floats, "01")  # floats are in [0, 1] whatever the nets' range
         else:
             samples = generate(recipe, args.n, seed=args.seed)  # uint8, as a user's samples file would hold
         prov.update(checkpoint=info["path"], step=info["step"], ema=info["ema"], n=args.n, seed=args.seed)
