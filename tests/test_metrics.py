@@ -122,6 +122,8 @@ def test_class_coverage_and_toy_modes():
     five = torch.cat([s[d < 5][:2000], torch.full((500, 2), 5.0)])  # 5 modes + junk far away
     r = toy_modes(five, modes, 0.01)
     assert r["modes_captured"] == 5 and abs(r["high_quality"] - inside * 2000 / 2500) < 0.01
+    assert r["per_mode"][5:] == [0, 0, 0] and min(r["per_mode"][:5]) > 300  # ~400 of the 2,000 on each of 5
+    assert sum(r["per_mode"]) == round(r["high_quality"] * 2500)
 
 
 def test_wrong_sha_weights_are_refused(tmp_path):

@@ -10,12 +10,13 @@ import torch
 
 from ..errors import UserError
 
-METRICS = ["parzen", "fid", "kid", "is", "pr", "classes", "elbo", "cas"]
+METRICS = ["parzen", "fid", "kid", "is", "pr", "classes", "elbo", "cas", "modes"]
 
 
 def build_parser(p):
     p.add_argument("source", help="run dir, checkpoint, or samples .npz")
-    p.add_argument("--metrics", default="parzen", help=f"comma-separated: {', '.join(METRICS)}")
+    p.add_argument("--metrics", default=None, help=f"comma-separated: {', '.join(METRICS)} (default: modes for a "
+                   "2D toy run, parzen otherwise)")
     p.add_argument("--data", help="reference dataset (default: the run's; mnist for .npz files)")
     p.add_argument("--n", type=int, default=10000, help="samples to draw from a run")
     p.add_argument("--seed", type=int, default=0)
@@ -50,12 +51,63 @@ def evaluate_parzen(samples: torch.Tensor, data_name: str) -> dict:
     return res
 
 
+def evaluate_modes(recipe, data_name: str, n: int, seed: int, drs: dict | None) -> dict:
+    """VEEGAN / PacGAN's mode count on a 2D mixture (toy:ring8, toy:grid25): n samples, raw or through DRS."""
+    from ..data.toy import TOYS, toy_modes as mixture_modes
+    from ..metrics.modes import toy_modes
+    from ..sampling import generate
+
+    mixture = data_name.removeprefix("toy:")
+    if mixture not in TOYS:
+        raise UserError(f"metric 'modes' needs a run on a 2D mixture ({', '.join('toy:' + t for t in TOYS)}), "
+                        f"not '{data_name}'")
+    if drs is not None:
+        from ..rejection import generate_rejected
+
+        x, _ = generate_rejected(recipe, n, seed=seed, as_uint8=False, progress=True, **drs)
+    else:
+        x = generate(recipe, n, seed=seed, as_uint8=False)
+    modes, std = mixture_modes(mixture)
+    r = toy_modes(x.reshape(len(x), -1), modes, std)
+    return {**r, "mixture": data_name, "std": std, "modes": modes.tolist()}
+
+
+def _is_toy_run(src: Path) -> bool:
+    cfg_file = (src if src.is_dir() else src.parent.parent) / "config.json"  # a run dir or runs/X/checkpoints/Y
+    try:
+        return json.loads(cfg_file.read_text())["data"]["name"].startswith("toy:")
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def run(args) -> int:
+    src = Path(args.source)
+    if args.metrics is None:
+        args.metrics = "modes" if src.suffix != ".npz" and _is_toy_run(src) else "parzen"
     names = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = [m for m in names if m not in METRICS]
     if unknown or not names:
         raise UserError(f"unknown metric(s) {', '.join(unknown) or '(none)'} (known: {', '.join(METRICS)})")
-    src = Path(args.source)
+    if "modes" in names:  # 2D points, not images: the image metrics do not apply
+        if len(names) > 1:
+            raise UserError(f"metric 'modes' scores 2D toy runs and goes alone (asked for {', '.join(names)})")
+        if src.suffix == ".npz":
+            raise UserError("metric 'modes' needs a run (a 2D toy generator), not a samples file")
+        from ..sampling import load_generator
+
+        recipe, cfg, info = load_generator(src)
+        drs = dict(fit_steps=args.drs_fit_steps, quantile=args.drs_quantile) if args.drs else None
+        t = time.time()
+        res = evaluate_modes(recipe, args.data or cfg.data.name, args.n, args.seed, drs)
+        results = {"provenance": {"source": str(src), "checkpoint": info["path"], "step": info["step"],
+                                  "ema": info["ema"], "n": args.n, "seed": args.seed,
+                                  "sampler": "discriminator rejection sampling" if drs else "G", **(drs or {})},
+                   "data": res["mixture"], "modes": res, "seconds": {"modes": round(time.time() - t, 2)}}
+        _print(results)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+            print(f"wrote {args.json}")
+        return 0
     prov: dict = {"source": str(src)}
     floats = None
     if src.suffix == ".npz":
@@ -140,6 +192,19 @@ def run(args) -> int:
 
 
 def _print(r: dict) -> None:
+    if "modes" in r:
+        m = r["modes"]
+        print(f"modes:     {m['modes_captured']}/{m['num_modes']} captured (>= {m['min_count']} high-quality samples "
+              f"each), high quality {m['high_quality']:.1%} (within 3 std = {3 * m['std']:g} of a mode), "
+              f"{m['n']} samples")
+        print("per mode:  high-quality samples on each mode" + (", the grid as plotted (top row: largest x2)"
+                                                                 if m["num_modes"] == 25 else ""))
+        counts = m["per_mode"]
+        if m["num_modes"] == 25:  # grid modes are listed x1-major: mode 5a + b sits at (x1_a, x2_b)
+            for b in reversed(range(5)):
+                print("           " + " ".join(f"{counts[5 * a + b]:6d}" for a in range(5)))
+        else:
+            print("           " + " ".join(f"{c:6d}" for c in counts))
     if "parzen" in r:
         p = r["parzen"]
         print(f"parzen:    {p['mean']:.1f} +- {p['se']:.1f} nats (sigma {p['sigma']:.3f}, {p['n_samples']} samples, "

@@ -26,4 +26,5 @@ def toy_modes(samples: torch.Tensor, modes: torch.Tensor, std: float, min_count:
     per_mode = torch.bincount(idx[good], minlength=len(modes))
     need = min_count if min_count is not None else max(1, len(samples) // (50 * len(modes)))
     return {"modes_captured": int((per_mode >= need).sum()), "num_modes": len(modes),
-            "high_quality": float(good.double().mean()), "min_count": need, "n": len(samples)}
+            "high_quality": float(good.double().mean()), "min_count": need, "n": len(samples),
+            "per_mode": per_mode.tolist()}  # high-quality samples on each mode, in the mixture's order
