@@ -103,11 +103,7 @@ def run(args) -> int:
                                   "ema": info["ema"], "n": args.n, "seed": args.seed,
                                   "sampler": "discriminator rejection sampling" if drs else "G", **(drs or {})},
                    "data": res["mixture"], "modes": res, "seconds": {"modes": round(time.time() - t, 2)}}
-        _print(results)
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2))
-            print(f"wrote {args.json}")
-        return 0
+        return _emit(results, args.json)
     prov: dict = {"source": str(src)}
     floats = None
     if src.suffix == ".npz":
@@ -184,10 +180,14 @@ def run(args) -> int:
         results["provenance"].update(r.pop("provenance"))
         results["seconds"].update(r.pop("seconds"))
         results.update(r)
+    return _emit(results, args.json)
+
+
+def _emit(results: dict, json_path: str | None) -> int:
     _print(results)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-        print(f"wrote {args.json}")
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=2))
+        print(f"wrote {json_path}")
     return 0
 
 
