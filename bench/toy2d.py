@@ -4,7 +4,8 @@
 
 Protocol of VEEGAN / PacGAN: after training, 2,500 samples from G; a sample is high quality when within 3 standard
 deviations of its nearest mode (ring: std 0.01; grid: std 0.05); a mode is captured when at least 2,500 / (50 K)
-high-quality samples fall on it (PacGAN's threshold is similar in spirit: a fiftieth of a fair share). Each
+high-quality samples fall on it (a fiftieth of a fair share: 2 for the grid, 6 for the ring; PacGAN's reference
+code (MetricLogger in fjxmlzn/PacGAN) counts any mode with one high-quality sample: this count is stricter). Each
 (preset, mixture, seed) is its own run, trained as the preset says; the final frame of seed 0 (samples over D's
 output field) is saved to bench/results/toy2d/PRESET-MIXTURE.png (beside --result). Results: bench/results/toy2d.json.
 With --drs, each run is also scored through discriminator rejection sampling (D refit to the sampled G for 500
@@ -54,8 +55,8 @@ def run_one(preset: str, mixture: str, seed: int, work: Path, extra: list[str], 
     r = toy_modes(x.reshape(len(x), 2), modes, std)
     frame = sorted((out / "samples").glob("step-*.png"))[-1]
     row = {"seed": seed, "modes_captured": r["modes_captured"], "num_modes": r["num_modes"],
-           "high_quality": round(r["high_quality"], 4), "steps": steps, "train_s": round(wall, 1),
-           "ema": info["ema"], "frame": frame}
+           "high_quality": round(r["high_quality"], 4), "per_mode": r["per_mode"], "steps": steps,
+           "train_s": round(wall, 1), "ema": info["ema"], "frame": frame}
     if drs:  # the same run, sampled through discriminator rejection (D refit to the sampled G first)
         t = time.time()
         xr, inf = generate_rejected(recipe, 2500, seed=seed + 12345, quantile=drs_quantile, as_uint8=False)
@@ -63,6 +64,7 @@ def run_one(preset: str, mixture: str, seed: int, work: Path, extra: list[str], 
         row["drs_frame"] = drs_figure(x.reshape(len(x), 2), xr.reshape(len(xr), 2), modes, std, r, rr,
                                       out / "samples-vs-drs.png", f"toy:{mixture}, {preset}, seed {seed}")
         row["drs"] = {"modes_captured": rr["modes_captured"], "high_quality": round(rr["high_quality"], 4),
+                      "per_mode": rr["per_mode"],
                       "acceptance": inf["acceptance"], "quantile": drs_quantile, "fit_steps": inf["fit_steps"],
                       "seconds": round(time.time() - t, 1)}
     return row
