@@ -79,6 +79,10 @@ def test_cli_evaluate_modes_on_a_toy_run(ring_run, tmp_path, capsys):
     assert r["modes_captured"] == lib["modes_captured"] and r["per_mode"] == lib["per_mode"]
     assert f"modes:     {r['modes_captured']}/8 captured" in printed
     assert " ".join(f"{c:6d}" for c in r["per_mode"]) in printed
+    # a checkpoint file (not its run dir) gets the same default, read from the config inside the checkpoint
+    (ckpt_file,) = sorted((ring_run / "checkpoints").iterdir())
+    assert main(["evaluate", str(ckpt_file), "--n", "2000", "--seed", "1"]) == 0
+    assert f"modes:     {r['modes_captured']}/8 captured" in capsys.readouterr().out
     # through DRS: as the library's sampler, with the same seed, fit steps and quantile
     assert main(["evaluate", str(ring_run), "--metrics", "modes", "--n", "1000", "--seed", "1", "--drs",
                  "--drs-fit-steps", "50", "--json", str(out)]) == 0
@@ -89,7 +93,8 @@ def test_cli_evaluate_modes_on_a_toy_run(ring_run, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, why", [(["--metrics", "modes,fid"], "goes alone"),
-                                       (["--metrics", "modes", "--data", "toy:gauss1d"], "2D mixture")])
+                                       (["--metrics", "modes", "--data", "toy:gauss1d"], "2D mixture"),
+                                       (["--metrics", "fid"], "score it with --metrics modes")])
 def test_cli_evaluate_modes_refusals(ring_run, capsys, argv, why):
     assert main(["evaluate", str(ring_run), *argv]) == 2
     assert why in capsys.readouterr().err

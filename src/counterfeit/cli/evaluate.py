@@ -72,18 +72,14 @@ def evaluate_modes(recipe, data_name: str, n: int, seed: int, drs: dict | None) 
     return {**r, "mixture": data_name, "std": std, "modes": modes.tolist()}
 
 
-def _is_toy_run(src: Path) -> bool:
-    cfg_file = (src if src.is_dir() else src.parent.parent) / "config.json"  # a run dir or runs/X/checkpoints/Y
-    try:
-        return json.loads(cfg_file.read_text())["data"]["name"].startswith("toy:")
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-
-
 def run(args) -> int:
+    from ..sampling import load_generator
+
     src = Path(args.source)
-    if args.metrics is None:
-        args.metrics = "modes" if src.suffix != ".npz" and _is_toy_run(src) else "parzen"
+    loaded = None  # (recipe, cfg, info) of a run, loaded once
+    if args.metrics is None:  # the default follows the config the checkpoint carries
+        loaded = None if src.suffix == ".npz" else load_generator(src)
+        args.metrics = "modes" if loaded and loaded[1].data.name.startswith("toy:") else "parzen"
     names = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = [m for m in names if m not in METRICS]
     if unknown or not names:
@@ -93,9 +89,7 @@ def run(args) -> int:
             raise UserError(f"metric 'modes' scores 2D toy runs and goes alone (asked for {', '.join(names)})")
         if src.suffix == ".npz":
             raise UserError("metric 'modes' needs a run (a 2D toy generator), not a samples file")
-        from ..sampling import load_generator
-
-        recipe, cfg, info = load_generator(src)
+        recipe, cfg, info = loaded or load_generator(src)
         drs = dict(fit_steps=args.drs_fit_steps, quantile=args.drs_quantile) if args.drs else None
         t = time.time()
         res = evaluate_modes(recipe, args.data or cfg.data.name, args.n, args.seed, drs)
@@ -118,9 +112,12 @@ def run(args) -> int:
         prov.update(samples="uint8 from file", n=len(samples))
     else:
         from ..data import to_uint8
-        from ..sampling import generate, load_generator
+        from ..sampling import generate
 
-        recipe, cfg, info = load_generator(src)
+        recipe, cfg, info = loaded or load_generator(src)
+        if cfg.data.name.startswith("toy:"):
+            raise UserError(f"'{cfg.data.name}' is a toy run of points, not images: score it with --metrics modes "
+                            f"(2D mixtures), not {', '.join(names)}")
         from ..metrics.evaluate import reference_name
 
         data_name = reference_name(args.data or cfg.data.name)  # the embedded digits are scored as MNIST
