@@ -9,8 +9,10 @@ import torch
 
 os.environ.setdefault("COUNTERFEIT_OFFLINE", "1")  # tests never reach for the network
 
+from counterfeit import config  # noqa: E402
 from counterfeit.data import load_data  # noqa: E402
 from counterfeit.data.idx import write_idx  # noqa: E402
+from counterfeit.train import train  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +48,13 @@ def _deterministic_threads():
     n = torch.get_num_threads()
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def ring_run(tmp_path_factory):
+    """A real 1,500-step toy2d-ema run on the ring of 8 (a few seconds)."""
+    run = tmp_path_factory.mktemp("toy") / "run"
+    cfg = config.load_config("toy2d-ema", ["data.name=toy:ring8", "train.steps=1500", "train.sample_every=1500",
+                                           "train.checkpoint_every=1500"])
+    train(cfg, run, progress=False)
+    return run

@@ -44,16 +44,6 @@ def test_exact_rejection_recovers_the_data_distribution():
     assert abs(s.acceptance - torch.exp(torch.tensor(-s.d_max)).item()) < 0.03
 
 
-@pytest.fixture(scope="module")
-def ring_run(tmp_path_factory):
-    """A real 1,500-step toy2d-ema run on the ring of 8 (a few seconds)."""
-    run = tmp_path_factory.mktemp("toy") / "run"
-    cfg = config.load_config("toy2d-ema", ["data.name=toy:ring8", "train.steps=1500", "train.sample_every=1500",
-                                           "train.checkpoint_every=1500"])
-    train(cfg, run, progress=False)
-    return run
-
-
 def test_rejection_sharpens_a_trained_toy_generator_and_leaves_the_run_alone(ring_run):
     recipe, _, _ = load_generator(ring_run)
     d_before = {k: v.clone() for k, v in recipe.D.state_dict().items()}

@@ -13,10 +13,14 @@ from counterfeit import config
 from counterfeit.checkpoint import list_checkpoints, safe_load
 from counterfeit.cli.__main__ import main
 from counterfeit.data.toy import GAUSS1D
+from counterfeit.data.toy import toy_modes as mixture_modes
+from counterfeit.metrics.modes import toy_modes
 from counterfeit.recipes import build_recipe
+from counterfeit.sampling import generate, load_generator
 from counterfeit.train import train
 from counterfeit.viz.gradients import generator_gradients
 from counterfeit.viz.interpolate import lerp, slerp
+from counterfeit.viz.toy import latent_map
 from conftest import tiny_overrides
 
 
@@ -103,3 +107,22 @@ def test_report_renders_in_headless_chromium(tmp_path, mnist_dir):
         a = np.asarray(im.convert("L"), dtype=np.float64)
     assert a.std() > 20  # not a blank page: text, plots and sample grids
     assert (a < 128).mean() > 0.02 and (a > 200).mean() > 0.3
+
+
+def test_latent_map_shares_are_the_generators_sample_shares(ring_run, tmp_path):
+    # the map's mass per mode (integrated over a z grid) is what G's samples show: 20,000 draws, std ~0.003 a mode
+    recipe, _, _ = load_generator(ring_run)
+    r = latent_map(recipe, tmp_path / "latent-map.png", "ring8")
+    modes, std = mixture_modes("ring8")
+    c = toy_modes(generate(recipe, 20000, seed=3, as_uint8=False).reshape(-1, 2), modes, std)
+    assert_close(torch.tensor(r["per_mode"], dtype=torch.float64), torch.tensor(c["per_mode"], dtype=torch.float64) / 20000,
+                 atol=0.012, rtol=0)
+    assert abs(r["off_mode"] - (1 - c["high_quality"])) < 0.012
+    assert abs(sum(r["per_mode"]) + r["off_mode"] - 1) < 1e-9
+    with Image.open(tmp_path / "latent-map.png") as im:
+        assert np.asarray(im.convert("L")).std() > 20  # a drawn figure, not a blank canvas
+    # `counterfeit report` draws it for a 2-D toy run and puts it in the page
+    run = tmp_path / "run"
+    shutil.copytree(ring_run, run)
+    assert main(["report", str(run)]) == 0
+    assert (run / "latent-map.png").is_file() and "latent-map.png" in (run / "report.html").read_text()

@@ -32,5 +32,9 @@ def run(args) -> int:
 
             interpolation_grid(recipe, run_dir / "interpolation.png", mode=args.interpolation,
                                per_class=recipe.conditional)
+        elif cfg.data.name != "toy:gauss1d" and cfg.model.z_dim == 2 and not recipe.conditional:
+            from ..viz.toy import latent_map
+
+            latent_map(recipe, run_dir / "latent-map.png", cfg.data.name[4:])
     print(write_report(run_dir))
     return 0

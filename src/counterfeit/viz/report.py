@@ -12,7 +12,8 @@ from .curves import read_metrics
 
 IMAGES = [("curves.png", "Training curves"), ("progress.gif", "Fixed-noise samples over training"),
           ("figure1.png", "Figure 1 (1D game)"), ("interpolation.png", "Latent interpolation"),
-          ("gradients.png", "Generator gradients")]
+          ("gradients.png", "Generator gradients"),
+          ("latent-map.png", "Where G sends its noise (2-D toy runs)")]
 
 
 def _img(path: Path, alt: str) -> str:

@@ -109,3 +109,72 @@ def toy_frame(path: Path, recipe, G, z: torch.Tensor, data_name: str, step: int)
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return row
+
+
+@torch.no_grad()
+def latent_map(recipe, path: Path, toy: str, n: int = 401) -> dict:
+    """Where G sends its noise, for 2-D z: each point of a z grid coloured by the mode G(z) lands on (white: off
+    every mode, more than 3 std away), beside the modes drawn in the same colours with the share of z's
+    probability mass that reaches each. A continuous G must cut the noise plane into one region per mode; the
+    regions' borders are the bridges between modes, and a mode whose region is a sliver is about to be lost.
+
+    Returns {"per_mode": mass reaching each mode (mixture order), "off_mode": the rest}: the expected shares of
+    G's raw samples, from the grid (the normal's mass beyond 3.5 std is left out)."""
+    if recipe.cfg.model.z_dim != 2 or recipe.conditional:
+        raise ValueError("the latent map needs an unconditional G with 2-D z")
+    modes, std = toy_modes(toy)
+    if recipe.cfg.model.noise == "uniform":  # U[-sqrt(3), sqrt(3)]^2: flat density
+        lim = 3.0 ** 0.5
+        ticks = torch.linspace(-lim, lim, n, dtype=torch.float64)
+        w1 = torch.ones(n, dtype=torch.float64)
+    else:  # standard normal: cell masses from the normal's cdf, so the shares do not depend on the grid's spacing
+        lim = 3.5
+        ticks = torch.linspace(-lim, lim, n, dtype=torch.float64)
+        half = (ticks[1] - ticks[0]) / 2
+        normal = torch.distributions.Normal(0.0, 1.0)
+        w1 = normal.cdf(ticks + half) - normal.cdf(ticks - half)
+    w = (w1[:, None] * w1[None, :]).reshape(-1)  # (n*n,) mass of each cell, rows = z2, columns = z1
+    w = w / w.sum()
+    z2, z1 = torch.meshgrid(ticks, ticks, indexing="ij")
+    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], 1).float()  # (n*n, 2)
+    G = recipe.G
+    was = G.training
+    G.eval()
+    x = torch.cat([recipe.generate(c).reshape(len(c), -1) for c in z.split(20000)])  # (n*n, 2)
+    G.train(was)
+    dist, idx = torch.cdist(x.double(), modes.double()).min(1)
+    label = torch.where(dist <= 3 * std, idx, torch.full_like(idx, -1))  # (n*n,)
+    share = torch.zeros(len(modes), dtype=torch.float64).index_add_(0, idx[label >= 0], w[label >= 0])
+    off = float(w[label < 0].sum())
+
+    k = len(modes)
+    colours = plt.get_cmap("tab20")(np.arange(20)).tolist() + plt.get_cmap("tab20b")(np.arange(20)).tolist()
+    colours = np.array(colours[:k])
+    img = np.ones((n * n, 4))
+    img[label.numpy() >= 0] = colours[label.numpy()[label.numpy() >= 0]]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 5.2))
+    a.imshow(img.reshape(n, n, 4), origin="lower", extent=(-lim, lim, -lim, lim), interpolation="nearest")
+    if recipe.cfg.model.noise != "uniform":
+        t = np.linspace(0, 2 * np.pi, 200)
+        for r in (1, 2, 3):  # the normal's 1, 2, 3 std circles: 39%, 86%, 99% of z
+            a.plot(r * np.cos(t), r * np.sin(t), color="black", lw=0.6, ls=":",
+                   label="|z| = 1, 2, 3" if r == 1 else None)
+        a.legend(loc="upper right", fontsize=8)
+    a.set(xlabel="z1", ylabel="z2", title=f"noise z coloured by the mode G(z) lands on\n(white: off every mode, "
+                                          f"{100 * off:.0f}% of z)")
+    m = modes.numpy()
+    b.scatter(m[:, 0], m[:, 1], s=40 + 4000 * share.numpy(), c=colours, edgecolors="black", label="modes of p_data")
+    for (px, py), s in zip(m, share.tolist()):
+        b.annotate(f"{100 * s:.1f}%", (px, py), textcoords="offset points", xytext=(0, -18 if k > 8 else -22),
+                   ha="center", fontsize=7)
+    pad = float(np.abs(m).max()) * 0.35 + 0.5
+    b.set(xlim=(m[:, 0].min() - pad, m[:, 0].max() + pad), ylim=(m[:, 1].min() - pad, m[:, 1].max() + pad),
+          aspect="equal", xlabel="x1", ylabel="x2",
+          title=f"share of z reaching each mode (fair: {100 / k:.1f}%)")
+    b.legend(loc="upper right", fontsize=8, markerscale=0.4)
+    fig.suptitle(f"{toy}: where G sends its noise")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return {"per_mode": share.tolist(), "off_mode": off}
