@@ -23,6 +23,7 @@ sys.path.insert(0, str(HERE))
 from gan2014_mnist import machine  # noqa: E402
 
 from counterfeit.data.toy import toy_modes  # noqa: E402
+from counterfeit.metrics.modes import nearest_mode  # noqa: E402
 from counterfeit.sampling import load_generator  # noqa: E402
 
 BANDS = [(0.0, 1.0), (1.0, 2.0), (2.0, float("inf"))]
@@ -37,8 +38,7 @@ def bands(run: Path, n: int = 200_000) -> dict:
     z = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))  # (n, 2)
     G = recipe.G.eval()
     x = torch.cat([G(c) for c in z.split(50_000)]).reshape(n, 2)
-    dist, idx = torch.cdist(x.double(), modes.double()).min(1)
-    on = dist <= 3 * std
+    idx, on = nearest_mode(x, modes, std)
     interior = torch.tensor([a in (1, 2, 3) and b in (1, 2, 3) for a in range(5) for b in range(5)])[idx]
     r = z.norm(dim=1)
     out = {}

@@ -16,13 +16,17 @@ def class_coverage(logits: torch.Tensor, num_classes: int, min_share: float | No
             "min_share": thr}
 
 
+def nearest_mode(samples: torch.Tensor, modes: torch.Tensor, std: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's nearest mode (N,) and whether it is high quality, within 3 std of that mode (N,) bool."""
+    dist, idx = torch.cdist(samples.double(), modes.double()).min(1)  # (N, K) distances -> (N,)
+    return idx, dist <= 3 * std
+
+
 def toy_modes(samples: torch.Tensor, modes: torch.Tensor, std: float, min_count: int | None = None) -> dict:
     """VEEGAN / PacGAN protocol: a sample is high quality when within 3 std of its nearest mode, and a mode is
     captured when at least `min_count` high-quality samples lie nearest to it. Default min_count:
     max(1, N // (50 K)), a fiftieth of what each mode would get if samples split evenly."""
-    d = torch.cdist(samples.double(), modes.double())  # (N, K)
-    dist, idx = d.min(1)
-    good = dist <= 3 * std
+    idx, good = nearest_mode(samples, modes, std)
     per_mode = torch.bincount(idx[good], minlength=len(modes))
     need = min_count if min_count is not None else max(1, len(samples) // (50 * len(modes)))
     return {"modes_captured": int((per_mode >= need).sum()), "num_modes": len(modes),

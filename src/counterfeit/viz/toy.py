@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ..data.toy import GAUSS1D, toy_modes  # noqa: E402
-from ..metrics.modes import toy_modes as count_modes  # noqa: E402
+from ..metrics.modes import nearest_mode, toy_modes as count_modes  # noqa: E402
 
 
 @torch.no_grad()
@@ -142,8 +142,8 @@ def latent_map(recipe, path: Path, toy: str, n: int = 401) -> dict:
     G.eval()
     x = torch.cat([recipe.generate(c).reshape(len(c), -1) for c in z.split(20000)])  # (n*n, 2)
     G.train(was)
-    dist, idx = torch.cdist(x.double(), modes.double()).min(1)
-    label = torch.where(dist <= 3 * std, idx, torch.full_like(idx, -1))  # (n*n,)
+    idx, good = nearest_mode(x, modes, std)
+    label = torch.where(good, idx, torch.full_like(idx, -1))  # (n*n,)
     share = torch.zeros(len(modes), dtype=torch.float64).index_add_(0, idx[label >= 0], w[label >= 0])
     off = float(w[label < 0].sum())
 
