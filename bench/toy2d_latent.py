@@ -23,6 +23,7 @@ sys.path.insert(0, str(HERE))
 from gan2014_mnist import machine  # noqa: E402
 
 from counterfeit.data.toy import toy_modes  # noqa: E402
+from counterfeit.errors import UserError  # noqa: E402
 from counterfeit.metrics.modes import nearest_mode  # noqa: E402
 from counterfeit.sampling import load_generator  # noqa: E402
 
@@ -33,7 +34,8 @@ BANDS = [(0.0, 1.0), (1.0, 2.0), (2.0, float("inf"))]
 def bands(run: Path, n: int = 200_000) -> dict:
     recipe, cfg, _ = load_generator(run)
     if cfg.data.name != "toy:grid25" or cfg.model.z_dim != 2 or cfg.model.noise != "normal":
-        raise SystemExit(f"{run}: needs a toy:grid25 run with 2-D normal z")
+        raise UserError(f"{run}: needs a toy:grid25 run with 2-D normal z, not {cfg.data.name} with "
+                        f"{cfg.model.z_dim}-D {cfg.model.noise} z")
     modes, std = toy_modes("grid25")
     z = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))  # (n, 2)
     G = recipe.G.eval()
@@ -60,7 +62,11 @@ def main(argv=None) -> int:
     doc = {"about": __doc__.split("\n\n")[0], "runs": {}, "machine": machine(),
            "date": time.strftime("%Y-%m-%d %H:%M"), "command": "python bench/toy2d_latent.py " + " ".join(args.runs)}
     for run in args.runs:
-        doc["runs"][run] = bands(Path(run))
+        try:
+            doc["runs"][run] = bands(Path(run))
+        except UserError as e:  # one line, exit 2, and the result file is left as it was
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         print(run, json.dumps(doc["runs"][run]), flush=True)
     Path(args.result).write_text(json.dumps(doc, indent=2) + "\n")
     return 0
