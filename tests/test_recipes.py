@@ -7,8 +7,9 @@ from torch.testing import assert_close
 from counterfeit import config
 from counterfeit import losses as L
 from counterfeit.checkpoint import safe_load
-from counterfeit.nets.dcgan import (dcgan_init_, DCGANDiscriminator, DCGANGenerator, ResNetDiscriminator, ResNetGenerator,
-                                    SNGANDiscriminator, SNGANGenerator, TFDiscriminator, TFGenerator)
+from counterfeit.nets.dcgan import dcgan_init_, DCGANDiscriminator, DCGANGenerator, TFDiscriminator, TFGenerator
+from counterfeit.nets.resnet import ResNetDiscriminator, ResNetGenerator
+from counterfeit.nets.sngan import SNGANDiscriminator, SNGANGenerator
 from counterfeit.recipes import build_recipe
 from counterfeit.train import train
 
@@ -64,7 +65,7 @@ def test_conditional_discriminator_heads(cond):
 def test_conditional_batchnorm_generator(gen):
     """g_cond=cbn: z alone enters G, every BatchNorm gets per-class gains/biases, and the label changes the output
     without entering the batch statistics (a batch of one class is normalised like any other batch)."""
-    from counterfeit.nets.dcgan import CondBatchNorm
+    from counterfeit.nets.cond import CondBatchNorm
 
     shape = (1, 28, 28) if "dcgan" in gen else (3, 32, 32)
     cfg = config.load_config("cgan-mnist", [f"model.generator={gen}", "model.g_cond=cbn", "model.z_dim=8",
@@ -99,7 +100,7 @@ def test_conditional_batchnorm_refuses_what_it_cannot_do():
     with pytest.raises(UserError, match="do not take labels"):
         build_recipe(config.load_config("cgan-mnist", ["model.generator=mlp", "model.discriminator=maxout"]),
                      (1, 28, 28))
-    from counterfeit.nets.dcgan import CondGenerator, _g_cond
+    from counterfeit.nets.cond import CondGenerator, g_cond
 
     class NoNorm(CondGenerator):
         def __init__(self):
@@ -107,7 +108,7 @@ def test_conditional_batchnorm_refuses_what_it_cannot_do():
             self.fc = torch.nn.Linear(self.in_dim, 4)
 
     with pytest.raises(UserError, match="needs BatchNorm layers"):
-        _g_cond(NoNorm(), config.load_config("cgan-mnist", ["model.g_cond=cbn"]))
+        g_cond(NoNorm(), config.load_config("cgan-mnist", ["model.g_cond=cbn"]))
 
 
 def test_depth_adds_blocks_and_depth_zero_keeps_the_published_layout():
@@ -157,7 +158,7 @@ def test_one_step_per_recipe(preset, tmp_path, mnist_dir, cifar_dir):
     state = safe_load(res.checkpoint)
     for net in ("G", "D"):
         fresh = getattr(before, net).state_dict()
-        assert any(not torch.equal(v, fresh[k]) for k, v in state[net].items() if k in fresh and v.is_floating_point()), net
+        assert any(not torch.equal(v, fresh[k]) for k, v in state["nets"][net].items() if k in fresh and v.is_floating_point()), net
     import json
 
     row = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if "loss/D/total" in r][0]
@@ -238,7 +239,7 @@ def test_spectral_norm_largest_singular_value_is_one():
 def test_wgan_weights_stay_inside_the_clip_bound(tmp_path, mnist_dir):
     cfg = _tiny("wgan-fashion", mnist_dir, steps=2)
     res = train(cfg, tmp_path / "run", progress=False)
-    for k, v in safe_load(res.checkpoint)["D"].items():
+    for k, v in safe_load(res.checkpoint)["nets"]["D"].items():
         if v.is_floating_point() and "running" not in k:
             assert v.abs().max() <= 0.01 + 1e-9, k
 
@@ -261,8 +262,9 @@ def test_r1_and_ema(tmp_path, mnist_dir):
     cfg.loss.r1_gamma, cfg.train.ema_decay = 10.0, 0.5
     res = train(cfg, tmp_path / "run", progress=False)
     state = safe_load(res.checkpoint)
-    assert "G_ema" in state
-    diff = [k for k in state["G"] if state["G"][k].is_floating_point() and not torch.equal(state["G"][k], state["G_ema"][k])]
+    assert set(state["ema"]) == {"G"}
+    g, avg = state["nets"]["G"], state["ema"]["G"]
+    diff = [k for k in g if g[k].is_floating_point() and not torch.equal(g[k], avg[k])]
     assert diff  # the average lags the live weights
     assert "loss/D/r1" in (tmp_path / "run" / "metrics.jsonl").read_text()
 
