@@ -31,18 +31,22 @@ from gan2014_mnist import machine  # noqa: E402
 
 from counterfeit import config  # noqa: E402
 from counterfeit.checkpoint import latest_checkpoint, safe_load  # noqa: E402
-from counterfeit.metrics.cas import classification_accuracy_score  # noqa: E402
 from counterfeit.data import load_data  # noqa: E402
 from counterfeit.errors import UserError  # noqa: E402
-from counterfeit.metrics.evaluate import FEATURE_METRICS, evaluate_images, flat_scores, reference_name  # noqa: E402
+from counterfeit.metrics.evaluate import FEATURE_METRICS, evaluate, evaluate_images, flat_scores  # noqa: E402
 from counterfeit.sampling import generate, load_generator  # noqa: E402
-from counterfeit.rejection import generate_rejected  # noqa: E402
 from counterfeit.train import train  # noqa: E402
 from counterfeit.viz.grid import save_grid  # noqa: E402
 
 PRESETS = ["real:mnist", "real:fashion-mnist", "gan2014-mnist", "gan2014-fashion", "dcgan-tf-mnist", "dcgan-mnist", "dcgan-fashion", "cgan-mnist",
            "acgan-mnist", "lsgan-fashion", "wgan-fashion", "wgan-gp-fashion", "fashion-fast", "vae-mnist",
            "vae-conv-mnist", "vae-fashion", "dcgan-cifar10", "sngan-cifar10"]
+
+
+def _entry(r: dict) -> dict:
+    """The fields family.json keeps of an evaluate() result."""
+    return {"scores": flat_scores(r), "fid_ci95": r["fid"].get("ci95"), "kid_std": r["kid"]["kid_std"],
+            "is_std": r["is"]["is_std"], "provenance": r["provenance"]}
 
 
 def real_reference(name: str, n: int, seed: int) -> dict:
@@ -54,9 +58,7 @@ def real_reference(name: str, n: int, seed: int) -> dict:
     png.parent.mkdir(parents=True, exist_ok=True)
     save_grid(imgs[:100], png, nrow=10)
     return {"preset": name, "description": f"{n} real {ref} training images in place of samples (no training)",
-            "data": ref, "n_generated": n, "scores": flat_scores(r), "fid_ci95": r["fid"].get("ci95"),
-            "kid_std": r["kid"]["kid_std"], "is_std": r["is"]["is_std"], "provenance": r["provenance"],
-            "grid": str(png.relative_to(HERE.parent)),
+            "data": ref, "n_generated": n, **_entry(r), "grid": str(png.relative_to(HERE.parent)),
             "command": f"COUNTERFEIT_DATA=../shared/datasets python bench/family.py --only {name}"}
 
 
@@ -76,35 +78,30 @@ def run_one(name: str, minutes: float, work: Path, n: int, seed: int, rescore: b
         t = time.time()
         steps = train(cfg, out, progress=True).step
         wall = time.time() - t
-    recipe, cfg, info = load_generator(out)
-    fake = generate(recipe, n, seed=seed)
-    ref = reference_name(cfg.data.name)
+    loaded = load_generator(out)
+    recipe, cfg, info = loaded
+    # the same scoring as `counterfeit evaluate RUN --metrics fid,kid,is,pr,classes[,elbo|cas]`
+    extra = ["elbo"] if cfg.model.recipe == "vae" else ["cas"] if recipe.conditional else []
     t = time.time()
-    r = evaluate_images(fake, ref, FEATURE_METRICS, seed=seed)
+    r = evaluate(out, FEATURE_METRICS + extra, n=n, seed=seed, loaded=loaded)
     eval_s = time.time() - t
+    images_seen = steps * cfg.train.batch_size * max(1, cfg.train.n_dis)
     entry = {
         "preset": name, "description": cfg.description, "recipe": cfg.model.recipe, "data": cfg.data.name,
-        "budget_minutes": minutes, "train_wall_s": round(wall, 1), "steps": steps,
-        "images_seen": steps * cfg.train.batch_size * max(1, cfg.train.n_dis),
-        "epochs": round(steps * cfg.train.batch_size * max(1, cfg.train.n_dis) / len(load_data(cfg.data.name, cfg.data.split)), 2),
-        "ema": info["ema"], "n_generated": n, "eval_s": round(eval_s, 1),
-        "scores": flat_scores(r), "fid_ci95": r["fid"].get("ci95"), "kid_std": r["kid"]["kid_std"],
-        "is_std": r["is"]["is_std"], "provenance": r["provenance"],
+        "budget_minutes": minutes, "train_wall_s": round(wall, 1), "steps": steps, "images_seen": images_seen,
+        "epochs": round(images_seen / len(load_data(cfg.data.name, cfg.data.split)), 2),
+        "ema": info["ema"], "n_generated": n, "eval_s": round(eval_s, 1), **_entry(r),
         "command": f"COUNTERFEIT_DATA=../shared/datasets python bench/family.py --minutes {minutes:g} --only {name}",
     }
-    if cfg.model.recipe == "vae":
-        from counterfeit.recipes.vae import evaluate_elbo
-
-        entry["elbo"] = evaluate_elbo(recipe, load_data(ref, "test").x, seed=seed)["elbo"]
-    if recipe.conditional:  # classification accuracy score: train on generated, test on real
-        test, real = load_data(ref, "test"), load_data(ref, "train")
-        entry["cas"] = classification_accuracy_score(recipe, test.x, test.y, n=n, seed=seed, real=(real.x, real.y))
+    if "elbo" in r:
+        entry["elbo"] = r["elbo"]["elbo"]
+    if "cas" in r:  # classification accuracy score: train on generated, test on real
+        entry["cas"] = {k: v for k, v in r["cas"].items() if k != "data"}
     if drs is not None and recipe.outputs_probability and not recipe.conditional:
         # the same run through discriminator rejection sampling (D refit to the EMA/raw G first): another sampler
         t = time.time()
-        kept, info_drs = generate_rejected(recipe, n, seed=seed, quantile=drs, progress=True)
-        rd = evaluate_images(kept, ref, FEATURE_METRICS, seed=seed)
-        entry["drs"] = {**info_drs, "scores": flat_scores(rd), "fid_ci95": rd["fid"].get("ci95"),
+        rd = evaluate(out, FEATURE_METRICS, n=n, seed=seed, loaded=loaded, drs={"quantile": drs})
+        entry["drs"] = {**rd["provenance"]["rejection"], "scores": flat_scores(rd), "fid_ci95": rd["fid"].get("ci95"),
                         "seconds": round(time.time() - t, 1),
                         "command": entry["command"] + f" --drs {drs:g}" + (" --rescore" if rescore else "")}
     labels = (torch.arange(100) // 10) if recipe.conditional else None

@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from gan2014_mnist import machine  # noqa: E402
 
-from counterfeit.cli.evaluate import evaluate_parzen  # noqa: E402
+from counterfeit.metrics.evaluate import evaluate_parzen  # noqa: E402
 from counterfeit.sampling import generate, load_generator  # noqa: E402
 
 SIDES = {"mnist": [("GAN (2014 MLP)", "gan2014-mnist"), ("DCGAN", "dcgan-mnist"), ("VAE (MLP)", "vae-mnist"),

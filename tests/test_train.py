@@ -7,7 +7,7 @@ import torch
 from counterfeit import config
 from counterfeit.checkpoint import list_checkpoints, safe_load
 from counterfeit.cli.__main__ import main
-from counterfeit.errors import UserError
+from counterfeit.errors import Diverged, UserError
 from counterfeit.recipes import build_recipe
 from counterfeit.train import linear_decay, lr_at, momentum_at, train
 from conftest import tiny_overrides
@@ -28,7 +28,7 @@ def test_one_step_changes_both_networks_and_losses_are_finite(tmp_path, mnist_di
     state = safe_load(res.checkpoint)
     for net in ("G", "D"):
         fresh = getattr(before, net).state_dict()
-        changed = [k for k, v in state[net].items() if k in fresh and not torch.equal(v, fresh[k])]
+        changed = [k for k, v in state["nets"][net].items() if k in fresh and not torch.equal(v, fresh[k])]
         assert changed, f"{net} did not change"
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[1])
     assert all(math.isfinite(v) for k, v in row.items() if k.startswith("loss/"))
@@ -39,7 +39,7 @@ def test_bf16_autocast_is_engaged_and_keeps_fp32_weights(tmp_path, mnist_dir):
     runs = {}
     for prec in ("fp32", "bf16"):
         res = train(_cfg(mnist_dir, [f"train.precision={prec}"], steps=3), tmp_path / prec, progress=False)
-        runs[prec] = safe_load(res.checkpoint)["G"]
+        runs[prec] = safe_load(res.checkpoint)["nets"]["G"]
     assert all(v.dtype == torch.float32 for v in runs["bf16"].values() if v.is_floating_point())
     diff = max((runs["bf16"][k] - runs["fp32"][k]).abs().max().item() for k in runs["fp32"])
     assert 0 < diff < 0.05  # bf16 matmuls change the numbers a little, not the training
@@ -55,7 +55,7 @@ def test_alternating_mode_takes_k_d_steps_per_g_step(tmp_path, mnist_dir):
     train(cfg, tmp_path / "run", progress=False)
     state = safe_load(list_checkpoints(tmp_path / "run")[-1][1])
     assert state["batches"] == 6  # 2 G steps x 3 D steps, one minibatch each
-    assert state["optD"]["state"][0]["momentum_buffer"] is not None
+    assert state["opts"]["D"]["state"][0]["momentum_buffer"] is not None
 
 
 def _weights(run):
@@ -75,11 +75,11 @@ def test_resume_is_bit_for_bit(tmp_path, mnist_dir, mode):
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "split")
     assert a["step"] == b["step"] == 12 and a["batches"] == b["batches"]
     for net in ("G", "D"):
-        for k in a[net]:
-            assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs after resume"
-    for opt in ("optG", "optD"):
-        for i, s in a[opt]["state"].items():
-            assert torch.equal(s["momentum_buffer"], b[opt]["state"][i]["momentum_buffer"])
+        for k in a["nets"][net]:
+            assert torch.equal(a["nets"][net][k], b["nets"][net][k]), f"{net}.{k} differs after resume"
+    for opt in ("G", "D"):
+        for i, s in a["opts"][opt]["state"].items():
+            assert torch.equal(s["momentum_buffer"], b["opts"][opt]["state"][i]["momentum_buffer"])
     assert torch.equal(a["rng_cpu"], b["rng_cpu"])
     # the resumed run's log has each step once
     steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
@@ -142,11 +142,12 @@ def test_divergence_is_one_clear_error_and_keeps_good_checkpoints(tmp_path, mnis
     # log every 5 steps, checkpoint every 3: the guard must hold whichever tick sees the damage first
     cfg = _cfg(mnist_dir, ["optim.lr_d=1e30", "optim.lr_g=1e30", "optim.momentum=0", "optim.final_momentum=0",
                            "train.log_every=5"], steps=12)
-    with pytest.raises(UserError, match="training diverged: .*(not finite|non-finite).*last good checkpoint"):
+    with pytest.raises(Diverged, match="training diverged: .*(not finite|non-finite).*last good checkpoint"):
         train(cfg, tmp_path / "run", progress=False)
     for _, p in list_checkpoints(tmp_path / "run"):
         state = safe_load(p)
-        assert all(torch.isfinite(v).all() for v in state["G"].values())
+        assert all(torch.isfinite(v).all() for net in state["nets"].values() for v in net.values()
+                   if v.is_floating_point())
 
 
 def test_time_budget_stops_early_with_a_final_checkpoint(tmp_path, mnist_dir):

@@ -34,7 +34,7 @@ def test_figure1_from_a_real_run_ends_with_d_near_one_half(tmp_path, capsys):
     state = safe_load(list_checkpoints(run)[-1][1])
     cfg = config.from_dict(json.loads(state["config"]))
     r = build_recipe(cfg, (1,))
-    r.D.load_state_dict(state["D"])
+    r.D.load_state_dict(state["nets"]["D"])
     r.D.eval()
     mean, std = GAUSS1D
     x = torch.linspace(mean - 2 * std, mean + 2 * std, 200).unsqueeze(1)

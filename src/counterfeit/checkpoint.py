@@ -1,7 +1,10 @@
 """Checkpoints: atomic save, safe load, everything needed to continue a run exactly.
 
 A checkpoint is a torch.save'd dict of tensors and plain Python values only, loaded with
-torch.load(weights_only=True): loading never executes code. It is written to a temp file in the same folder,
+torch.load(weights_only=True): loading never executes code. Format 2 holds, by name, what the recipe declares:
+    nets {name: state_dict}, opts {group: state_dict}, ema {name: state_dict}, recipe {its own state},
+    fixed {preview inputs}, step, batches, elapsed, rng_cpu, rng_cuda, config (JSON), shape.
+Format 1 (before named networks: flat G / D / optG / optD / G_ema / fixed_z) is read and upgraded in memory. It is written to a temp file in the same folder,
 flushed to disk and renamed over the target, so a crash mid-write leaves the previous checkpoint intact.
 """
 
@@ -16,7 +19,7 @@ import torch
 
 from .errors import UserError
 
-FORMAT = 1
+FORMAT = 2
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 
 
@@ -45,9 +48,21 @@ def safe_load(path: Path) -> dict:
     except Exception as e:  # truncated zip, foreign pickle, wrong format ...
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot read checkpoint {path}: {msg[:200]}") from None
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT or "G" not in obj:
-        raise UserError(f"{path} is not a counterfeit checkpoint (format {FORMAT})")
+    if isinstance(obj, dict) and obj.get("format") == 1 and "G" in obj:
+        return upgrade_format1(obj)
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT or not isinstance(obj.get("nets"), dict):
+        raise UserError(f"{path} is not a counterfeit checkpoint (format 1 or {FORMAT})")
     return obj
+
+
+def upgrade_format1(old: dict) -> dict:
+    """A format-1 checkpoint (one G, one D) in the format-2 layout: the same tensors under their names."""
+    new = {k: v for k, v in old.items() if k not in ("G", "D", "optG", "optD", "G_ema", "fixed_z")}
+    new.update(format=FORMAT, upgraded_from=1, nets={"G": old["G"], "D": old["D"]}, recipe={},
+               opts={g: old[k] for g, k in (("G", "optG"), ("D", "optD")) if k in old},
+               ema={"G": old["G_ema"]} if "G_ema" in old else {},
+               fixed={"z": old["fixed_z"]} if "fixed_z" in old else {})
+    return new
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:

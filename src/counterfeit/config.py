@@ -189,10 +189,52 @@ def _merge(obj: Any, d: dict, prefix: str = "") -> None:
             setattr(obj, key, _coerce(value, tp, where))
 
 
+# settings that take one of a fixed set of strings, and numbers with a floor: checked when a config is read, so a
+# typo ends in one line before anything trains (model.noise=gaussian used to train silently with normal noise)
+CHOICES = {
+    "data.split": ("train", "test", "paper-train", "paper-valid", "all"),
+    "data.range": ("01", "pm1"),
+    "model.noise": ("uniform", "normal"),
+    "model.activation": ("relu", "tanh", "leaky_relu"),
+    "model.g_cond": ("concat", "cbn"),
+    "model.d_cond": ("none", "concat", "projection", "acgan"),
+    "loss.g_loss": ("nonsat", "minimax"),
+    "optim.name": ("sgd", "adam", "rmsprop"),
+    "train.precision": ("fp32", "bf16"),
+}
+MINIMUM = {"train.batch_size": 1, "train.n_dis": 1, "train.log_every": 1, "train.sample_grid": 1, "model.z_dim": 1,
+           "model.pack": 1, "model.num_classes": 0, "train.threads": 0, "train.sample_every": 0,
+           "train.checkpoint_every": 0, "train.eval_every": 0, "train.keep_checkpoints": 0, "data.limit": 0,
+           "data.image_size": 0, "train.ema_decay": 0.0, "train.max_minutes": 0.0}
+
+
+def _get(cfg: Config, key: str):
+    obj = cfg
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def validate(cfg: Config) -> Config:
+    for key, allowed in CHOICES.items():
+        v = _get(cfg, key)
+        if v not in allowed:
+            raise UserError(f"{key}: '{v}' is not one of {', '.join(allowed)}")
+    for key, low in MINIMUM.items():
+        v = _get(cfg, key)
+        if v < low:
+            raise UserError(f"{key}: {v} is out of range (at least {low})")
+    if cfg.data.channels not in (0, 1, 3):
+        raise UserError(f"data.channels: {cfg.data.channels} is not one of 0 (infer), 1, 3")
+    if not 0.0 <= cfg.train.ema_decay < 1.0:
+        raise UserError(f"train.ema_decay: {cfg.train.ema_decay} must be in [0, 1)")
+    return cfg
+
+
 def from_dict(d: dict) -> Config:
     cfg = Config()
     _merge(cfg, d)
-    return cfg
+    return validate(cfg)
 
 
 def preset_names() -> list[str]:

@@ -23,16 +23,17 @@ def load_generator(run_or_ckpt: str | Path) -> tuple[Recipe, config_mod.Config, 
     except (json.JSONDecodeError, KeyError) as e:
         raise UserError(f"{path}: unreadable config inside checkpoint ({e})") from None
     recipe = build_recipe(cfg, tuple(state["shape"]), None)
+    ema = state.get("ema", {})
     try:
-        # sampling uses the moving average of G's weights when the run kept one
-        recipe.G.load_state_dict(state["G_ema"] if "G_ema" in state else state["G"])
-        recipe.D.load_state_dict(state["D"])  # the critic, or a VAE's encoder (for its ELBO)
-    except RuntimeError as e:
+        for name, net in recipe.nets.items():  # every network the recipe declares (a critic, a VAE's encoder...)
+            # sampling uses the moving average of a network's weights where the run kept one
+            net.load_state_dict(ema.get(name, state["nets"][name]))
+            net.eval()
+        recipe.load_state_dict(state.get("recipe", {}))
+    except (RuntimeError, KeyError) as e:
         raise UserError(f"{path}: weights do not fit its config: {str(e).splitlines()[0]}") from None
-    recipe.G.eval()
-    recipe.D.eval()
     recipe.step = int(state["step"])  # schedules (instance noise) at the point training stopped
-    return recipe, cfg, {"path": str(path), "step": int(state["step"]), "ema": "G_ema" in state}
+    return recipe, cfg, {"path": str(path), "step": int(state["step"]), "ema": bool(ema)}
 
 
 @torch.no_grad()

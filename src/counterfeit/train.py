@@ -1,34 +1,44 @@
 """train(cfg): the one training loop every recipe runs on.
 
-Per step (one G update):
-  joint mode (k = 1, the 2014 code): one minibatch, one forward pass; D's gradient from D's loss and G's gradient
-      from G's loss are taken from the same graph, then both optimizers step.
-  alternating mode (Algorithm 1): k times {fresh minibatch -> D step}, then one G step on fresh noise.
+A step runs the recipe's phases in order (recipes/base.py): each phase draws a minibatch (a dict of tensors) or
+reuses the step's last one, asks the recipe for each optimizer group's loss terms, runs backward() and steps that
+group's optimizer. A joint phase (the 2014 code's simultaneous update) takes every group's gradient from one
+forward pass: backward(inputs=the group's parameters) for each, never torch.autograd.grad into .grad.
 Learning rate and momentum follow closed-form schedules of the update count, so a resumed run sets them exactly.
-Ticks: metrics row every `log_every` steps, fixed-noise grid (+ Parzen monitor) every `sample_every` steps,
-checkpoint every `checkpoint_every` steps and at the end. Resume restores weights, optimizers, RNG state and the
-position in the data, so N steps + resume to 2N equals 2N uninterrupted steps bit for bit on CPU.
+Side jobs are hooks with their own interval: a metrics row every `log_every` steps, the fixed preview grid (+ Parzen
+monitor) every `sample_every`, an evaluation every `eval_every`, a checkpoint every `checkpoint_every` and at the end.
+Resume restores weights, optimizers, EMA, the recipe's own state, RNG state and the position in the data, so N steps
++ resume to 2N equals 2N uninterrupted steps bit for bit on CPU.
+
+Exit paths besides success: bad input raises UserError (exit 2, nothing written); divergence raises Diverged (exit 3)
+before a poisoned checkpoint is written; SIGINT / SIGTERM finish the current step, write a checkpoint and raise
+Interrupted (exit 130 / 143); a second signal stops at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
+import signal
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from . import checkpoint as ckpt
 from . import config as config_mod
-from .data import ImageData, load_data, to_float, to_uint8
-from .errors import UserError
+from .data import ImageData, load_data, to_float
+from .data.sampler import Batches
+from .errors import Diverged, Interrupted, UserError
 from .metrics.parzen import PAPER_SIGMAS, parzen_log_likelihoods
-from .recipes import Losses, build_recipe
+from .recipes import Losses, Recipe, build_recipe
 from .viz.curves import plot_curves
 from .viz.grid import make_gif, save_grid
 from .viz.report import write_report
@@ -88,6 +98,174 @@ def monitor_data(cfg) -> ImageData | None:
     return None
 
 
+# ---------------------------------------------------------------------- training state
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint holds and a resume restores."""
+
+    recipe: Recipe
+    groups: dict  # {group: OptGroup}
+    ema: dict[str, torch.nn.Module]  # moving averages of recipe.ema_nets (sampling uses them)
+    fixed: dict[str, torch.Tensor]  # the preview's fixed inputs
+    batches: Batches
+    step: int = 0
+    elapsed: float = 0.0  # training seconds before this invocation
+    t0: float = field(default_factory=time.time)
+
+    def wall(self) -> float:
+        return self.elapsed + time.time() - self.t0
+
+    def nets_for_sampling(self) -> dict[str, torch.nn.Module]:
+        return {**self.recipe.nets, **self.ema}
+
+    def state_dict(self, cfg, shape, device) -> dict:
+        return {
+            "format": ckpt.FORMAT, "step": self.step, "batches": self.batches.drawn, "elapsed": self.wall(),
+            "nets": {n: m.state_dict() for n, m in self.recipe.nets.items()},
+            "opts": {g: grp.optimizer.state_dict() for g, grp in self.groups.items()},
+            "ema": {n: m.state_dict() for n, m in self.ema.items()}, "recipe": self.recipe.state_dict(),
+            "fixed": {k: v.cpu() for k, v in self.fixed.items()},
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8),
+            "config": cfg.to_json(), "shape": list(shape),
+        }
+
+    def load_state_dict(self, state: dict, device, path) -> None:
+        try:
+            for n, m in self.recipe.nets.items():
+                m.load_state_dict(state["nets"][n])
+            for g, grp in self.groups.items():
+                grp.optimizer.load_state_dict(state["opts"][g])
+            for n, m in self.ema.items():
+                m.load_state_dict(state["ema"][n])
+            self.recipe.load_state_dict(state.get("recipe", {}))
+        except (RuntimeError, ValueError, KeyError) as e:  # KeyError: e.g. no EMA in a run without EMA
+            raise UserError(f"checkpoint {path} does not fit this config: {str(e).splitlines()[0][:200]}") from None
+        torch.set_rng_state(state["rng_cpu"])
+        if device.type == "cuda" and len(state.get("rng_cuda", [])):
+            torch.cuda.set_rng_state(state["rng_cuda"], device)
+        self.step, self.batches.drawn, self.elapsed = int(state["step"]), int(state["batches"]), float(state["elapsed"])
+
+
+def updates_per_step(phases, group: str) -> int:
+    return sum(p.repeat for p in phases if group in p.groups)
+
+
+def set_hparams(st: TrainState, cfg, phases, total: int) -> None:
+    o = cfg.optim
+    st.recipe.step = st.step
+    epoch = st.batches.drawn // st.batches.per_epoch
+    for name, grp in st.groups.items():
+        lr = lr_at(grp.lr, st.step * updates_per_step(phases, name), o.lr_decay, o.min_lr)
+        for g in grp.optimizer.param_groups:
+            g["lr"] = lr * linear_decay(st.step, o.linear_decay_start, total)
+            if o.name == "sgd":
+                g["momentum"] = momentum_at(o, epoch)
+
+
+@contextlib.contextmanager
+def frozen(nets: dict[str, torch.nn.Module], names: tuple[str, ...]):
+    """Hold networks fixed for a phase: gradients flow through them, not into their weights."""
+    for n in names:
+        nets[n].requires_grad_(False)
+    try:
+        yield
+    finally:
+        for n in names:
+            nets[n].requires_grad_(True)
+
+
+def run_step(st: TrainState, phases, autocast) -> dict[str, Losses]:
+    """One training step: every phase of the recipe, in order. Returns each group's latest losses."""
+    recipe, out, batch = st.recipe, {}, None
+    for phase in phases:
+        for _ in range(phase.repeat):
+            if phase.data or batch is None:
+                batch = st.batches.next()  # {"x": (B, C, H, W) float, "y": (B,) ...}
+            with frozen(recipe.nets, phase.freeze):
+                with autocast():
+                    losses = recipe.losses(phase.name, batch)
+                groups = [st.groups[g] for g in phase.groups]
+                for grp in groups:
+                    grp.optimizer.zero_grad(set_to_none=True)
+                if len(groups) == 1:
+                    sum(losses[phase.groups[0]].terms.values()).backward()
+                else:  # joint: each group's gradient from its own losses, over the one shared graph
+                    for i, (g, grp) in enumerate(zip(phase.groups, groups)):
+                        sum(losses[g].terms.values()).backward(inputs=recipe.group_params(grp),
+                                                               retain_graph=i < len(groups) - 1)
+                for grp in groups:
+                    grp.optimizer.step()
+                recipe.after_step(phase.name)
+        out.update(losses)
+    return out
+
+
+@torch.no_grad()
+def update_ema(st: TrainState, decay: float) -> None:
+    # warm-up as TensorFlow's ExponentialMovingAverage(num_updates): early on the average would otherwise be
+    # mostly the random initial weights (0.999^1000 = 0.37 of them after 1,000 steps)
+    d = min(decay, (1.0 + st.step) / (10.0 + st.step))
+    for name, avg in st.ema.items():
+        net = st.recipe.nets[name]
+        for pe, p in zip(avg.parameters(), net.parameters()):
+            pe.lerp_(p, 1.0 - d)  # pe <- d * pe + (1 - d) * p
+        for be, b in zip(avg.buffers(), net.buffers()):
+            be.copy_(b)
+
+
+def non_finite(nets: dict[str, torch.nn.Module]) -> list[str]:
+    """Networks with a NaN or inf in a parameter or a float buffer (e.g. BatchNorm's running variance)."""
+    return [n for n, m in nets.items()
+            if not all(torch.isfinite(t).all() for t in m.state_dict().values() if t.is_floating_point())]
+
+
+# ---------------------------------------------------------------------- run dir
+
+
+class RunWriter:
+    """metrics.jsonl rows and TensorBoard events of a run: every file the loop writes besides checkpoints and
+    images goes through here."""
+
+    def __init__(self, run: Path, purge_step: int):
+        self.f = open(run / "metrics.jsonl", "a")
+        self.tb = _tensorboard(run, purge_step)
+
+    def log(self, row: dict | None) -> None:
+        if not row:
+            return
+        self.f.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for key, v in row.items():
+                if key not in ("step", "epoch", "time") and isinstance(v, (int, float)):
+                    self.tb.add_scalar(key, v, row["step"])
+
+    def image(self, tag: str, path: Path, step: int) -> None:
+        if self.tb is not None:
+            self.tb.add_image(tag, np.array(_read_png(path)), step, dataformats="HWC")
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+@dataclass
+class Hook:
+    """A side job of the loop that runs every `every` steps and after the last one; returns a row to log."""
+
+    every: int
+    run: Callable[[], dict | None]
+
+    def due(self, step: int, total: int) -> bool:
+        return step % self.every == 0 or step == total
+
+
 def _guard_run_dir(run: Path, resume: bool) -> None:
     if resume:
         return
@@ -117,56 +295,66 @@ def _truncate_metrics(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in keep))
 
 
+class _StopSignals:
+    """SIGINT / SIGTERM ask the loop to stop at the end of the current step (a checkpoint is written there); a second
+    signal stops at once. Installed only in the main thread (signal handlers cannot be set elsewhere)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt  # the second signal: now
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        return False
+
+
+# ---------------------------------------------------------------------- the loop
+
+
 def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, allow_config_change: bool = False,
           progress: bool = True) -> RunResult:
     run = Path(out_dir)
-    t_cfg, o = cfg.train, cfg.optim
+    t_cfg = cfg.train
     _guard_run_dir(run, resume)
     device = resolve_device(t_cfg.device)
     if t_cfg.threads:
         torch.set_num_threads(t_cfg.threads)
-    if t_cfg.n_dis < 1:
-        raise UserError("train.n_dis must be >= 1")
-    if t_cfg.precision not in ("fp32", "bf16"):
-        raise UserError(f"train.precision must be fp32 or bf16, not '{t_cfg.precision}'")
 
-    # ------------------------------------------------------------------ data, nets, optimizers
+    # ------------------------------------------------------------------ data, recipe, state
     data = load_data(cfg.data.name, cfg.data.split, cfg.data.image_size, cfg.data.channels, cfg.data.limit)
     torch.manual_seed(t_cfg.seed)
     recipe = build_recipe(cfg, data.shape, data)
-    G, D = recipe.G.to(device), recipe.D.to(device)
-    opt_g, opt_d = recipe.optimizers()
-    joint = t_cfg.simultaneous and t_cfg.n_dis == 1
-    if joint and not recipe.supports_joint:
-        raise UserError(f"recipe '{cfg.model.recipe}' has no simultaneous update; set train.simultaneous=false")
-    k = 1 if joint else t_cfg.n_dis
-
-    B, N = t_cfg.batch_size, len(data)
-    batches_per_epoch = N // B
-    if batches_per_epoch == 0:
-        raise UserError(f"train.batch_size {B} is larger than the dataset ({N} examples)")
-    steps_per_epoch = max(1, batches_per_epoch // k)
+    for m in recipe.nets.values():
+        m.to(device)
+    phases = recipe.phases()
+    draws = sum(p.repeat for p in phases if p.data)  # minibatches per step
+    # every image field becomes floats in the nets' range on the device, per batch; labels stay integers
+    batches = Batches(data.index_groups, t_cfg.batch_size, t_cfg.seed, device,
+                      lambda k, v: v if v.dtype == torch.int64 else to_float(v, cfg.data.range))
+    steps_per_epoch = max(1, batches.per_epoch // draws)
     total = t_cfg.steps or t_cfg.epochs * steps_per_epoch
     if total <= 0:
         raise UserError("nothing to do: set --steps or --epochs")
-    sample_every = t_cfg.sample_every or steps_per_epoch
-    ckpt_every = t_cfg.checkpoint_every or steps_per_epoch
-    x_all = data.x.to(device)  # uint8 (N, C, H, W), indexed per batch
-    y_all = None if data.y is None else data.y.to(device)
     n_fixed = t_cfg.sample_grid**2 if data.is_image else 2500  # toy frames show 2,500 points (PacGAN's count)
-    fixed_z = recipe.sample_z(n_fixed, generator=torch.Generator().manual_seed(t_cfg.seed + 777)).to(device)
-    # conditional models: row r of the grid shows class r (mod the number of classes)
-    fixed_y = (torch.arange(n_fixed) // t_cfg.sample_grid % recipe.num_classes).to(device) \
-        if recipe.conditional else None
-    G_ema = None
-    if t_cfg.ema_decay > 0:  # exponential moving average of G's weights (Yazici et al.; Karras et al.)
-        G_ema = copy.deepcopy(G).requires_grad_(False)
-
+    st = TrainState(recipe, recipe.optimizers(),
+                    {n: copy.deepcopy(recipe.nets[n]).requires_grad_(False) for n in recipe.ema_nets}
+                    if t_cfg.ema_decay > 0 else {},  # exponential moving average (Yazici et al.; Karras et al.)
+                    recipe.preview_inputs(n_fixed, t_cfg.seed, device), batches)
     # bad evaluation settings fail here, before anything is written to the run dir
     evaluator = _Evaluator(cfg, run, data) if t_cfg.eval_every > 0 else None
 
-    # ------------------------------------------------------------------ start or resume
-    step, batches, elapsed = 0, 0, 0.0
     if resume:
         path = ckpt.latest_checkpoint(run)
         if path is None:
@@ -177,246 +365,187 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
         if changes and not allow_config_change:
             raise UserError(f"config differs from the run's ({'; '.join(changes[:4])}); "
                             "pass --allow-config-change to resume anyway")
-        try:
-            G.load_state_dict(state["G"])
-            D.load_state_dict(state["D"])
-            opt_g.load_state_dict(state["optG"])
-            opt_d.load_state_dict(state["optD"])
-            if G_ema is not None:
-                G_ema.load_state_dict(state["G_ema"])
-        except (RuntimeError, ValueError, KeyError) as e:  # KeyError: e.g. no G_ema in a run without EMA
-            raise UserError(f"checkpoint {path} does not fit this config: {str(e).splitlines()[0][:200]}") from None
-        torch.set_rng_state(state["rng_cpu"])
-        if device.type == "cuda" and len(state.get("rng_cuda", [])):
-            torch.cuda.set_rng_state(state["rng_cuda"], device)
-        step, batches, elapsed = int(state["step"]), int(state["batches"]), float(state["elapsed"])
-        _truncate_metrics(run / "metrics.jsonl", step)
+        st.load_state_dict(state, device, path)
+        _truncate_metrics(run / "metrics.jsonl", st.step)
         for p in (run / "samples").glob("step-*.png"):
-            if int(p.stem.split("-")[1]) > step:
+            if int(p.stem.split("-")[1]) > st.step:
                 p.unlink()
     run.mkdir(parents=True, exist_ok=True)
     (run / "samples").mkdir(exist_ok=True)
     _write_json(run / "config.json", cfg.to_dict())  # resolved options, before training starts
-    if step >= total:
-        return RunResult(run, step, total, elapsed, ckpt.latest_checkpoint(run))
-
-    valid = monitor_data(cfg) if t_cfg.parzen_monitor and data.is_image else None
-    tb = _tensorboard(run, purge_step=step)
-    metrics_f = open(run / "metrics.jsonl", "a")
-    perm_cache: dict[int, torch.Tensor] = {}
-
-    def next_batch():
-        nonlocal batches
-        epoch, i = divmod(batches, batches_per_epoch)
-        if epoch not in perm_cache:  # a fresh shuffle per epoch, a pure function of (seed, epoch)
-            perm_cache.clear()
-            perm_cache[epoch] = torch.randperm(N, generator=torch.Generator().manual_seed(t_cfg.seed * 1_000_003 + epoch))
-        idx = perm_cache[epoch][i * B : (i + 1) * B].to(device)
-        batches += 1
-        real = to_float(x_all[idx], cfg.data.range)  # (B, C, H, W) float32
-        return real, None if y_all is None else y_all[idx]
-
-    def set_hparams():
-        epoch = batches // batches_per_epoch
-        recipe.step = step
-        for opt, lr0, updates in ((opt_g, o.lr_g, step), (opt_d, o.lr_d, step * k)):
-            for g in opt.param_groups:
-                g["lr"] = lr_at(lr0, updates, o.lr_decay, o.min_lr) * linear_decay(step, o.linear_decay_start, total)
-                if o.name == "sgd":
-                    g["momentum"] = momentum_at(o, epoch)
+    if st.step >= total:
+        return RunResult(run, st.step, total, st.elapsed, ckpt.latest_checkpoint(run))
 
     def autocast():
         # bf16 on CPUs with AVX-512 bf16 / AMX and on GPUs: 1.3-1.6x the steps per second of the 28x28 DCGANs here
         # (bench/precision_speed.py); weights, optimizer state and the losses (logits cast back by the recipe) stay fp32
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=t_cfg.precision == "bf16")
 
-    d_params = [p for p in D.parameters() if p.requires_grad]
-    g_params = [p for p in G.parameters() if p.requires_grad]
+    writer = RunWriter(run, purge_step=st.step)
+    bar = _progress(total, st.step, progress)
+    valid = monitor_data(cfg) if t_cfg.parzen_monitor and data.is_image and hasattr(recipe, "sample_z") else None
+    meter = _Meter()
+    refreshed = [0.0]  # wall time of the last GIF/curves/report rebuild
 
-    @torch.no_grad()
-    def update_ema():
-        # warm-up as TensorFlow's ExponentialMovingAverage(num_updates): early on the average would otherwise be
-        # mostly the random initial weights (0.999^1000 = 0.37 of them after 1,000 steps)
-        d = min(t_cfg.ema_decay, (1.0 + step) / (10.0 + step))
-        for pe, p in zip(G_ema.parameters(), G.parameters()):
-            pe.lerp_(p, 1.0 - d)  # pe <- d * pe + (1 - d) * p
-        for be, b in zip(G_ema.buffers(), G.buffers()):
-            be.copy_(b)
+    def when() -> dict:
+        return {"step": st.step, "epoch": round(batches.epoch, 3), "time": round(st.wall(), 2)}
 
-    def one_step() -> tuple[Losses, Losses]:
-        set_hparams()
-        ld, lg = _update()
-        if G_ema is not None:
-            update_ema()
-        return ld, lg
+    # ------------------------------------------------------------------ hooks
+    def log_row() -> dict:
+        row = {**when(), **meter.means(), "img/s": meter.count * t_cfg.batch_size * draws / meter.seconds()}
+        for name, grp in st.groups.items():
+            row[f"lr/{name}"] = grp.optimizer.param_groups[0]["lr"]
+        if cfg.optim.name == "sgd":
+            row["momentum"] = next(iter(st.groups.values())).optimizer.param_groups[0]["momentum"]
+        bad = [key for key, v in row.items() if key.startswith("loss/") and not math.isfinite(v)]
+        if bad:  # diverged: stop before writing a poisoned checkpoint over good ones
+            raise Diverged(f"training diverged: {', '.join(bad)} not finite by step {st.step}; last good "
+                           f"checkpoint: {ckpt.latest_checkpoint(run) or 'none'} (try a lower learning rate)")
+        if bar is not None:
+            bar.set_postfix({**{g: f"{row[f'loss/{g}/total']:.3f}" for g in st.groups if f"loss/{g}/total" in row},
+                             **{k: f"{row[k]:.2f}" for k in ("D(x)", "D(G(z))", "critic(x)", "critic(G(z))") if k in row},
+                             "img/s": f"{row['img/s']:.0f}"}, refresh=False)
+            if t_cfg.max_minutes > 0:  # a time budget: the bar's end is where the budget will stop it
+                left = max(0.0, 60.0 * t_cfg.max_minutes - row["time"])
+                bar.total = min(total, st.step + int(left * (st.step - step0) / max(st.wall() - st.elapsed, 1e-9)))
+        meter.reset()
+        return row
 
-    def _update() -> tuple[Losses, Losses]:
-        if joint:
-            real, y = next_batch()
-            with autocast():
-                ld, lg = recipe.joint_losses(real, y)
-            gd = torch.autograd.grad(sum(ld.terms.values()), d_params, retain_graph=True)
-            gg = torch.autograd.grad(sum(lg.terms.values()), g_params)
-            for p, g in zip(d_params, gd):
-                p.grad = g
-            for p, g in zip(g_params, gg):
-                p.grad = g
-            opt_d.step()
-            opt_g.step()
-            recipe.after_d_step()
-            return ld, lg
-        for _ in range(k):
-            real, y = next_batch()
-            with autocast():
-                ld = recipe.d_losses(real, y)
-            opt_d.zero_grad(set_to_none=True)
-            sum(ld.terms.values()).backward()
-            opt_d.step()
-            recipe.after_d_step()
-        D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
-        with autocast():
-            lg = recipe.g_losses(B, y)
-        opt_g.zero_grad(set_to_none=True)
-        sum(lg.terms.values()).backward()
-        opt_g.step()
-        D.requires_grad_(True)
-        return ld, lg
-
-    def sample_tick():
-        G.eval()
-        with torch.no_grad():
-            G_show = G_ema if G_ema is not None else G
-            G_show.eval()
-            path = run / "samples" / f"step-{step:08d}.png"
-            row = {"step": step, "epoch": round(batches / batches_per_epoch, 3), "time": round(elapsed + time.time() - t0, 2)}
+    def preview_tick() -> dict:
+        path = run / "samples" / f"step-{st.step:08d}.png"
+        row = when()
+        nets = st.nets_for_sampling()
+        with _eval_mode(recipe.nets.values(), st.ema.values()), torch.no_grad():
             if data.is_image:
-                imgs = to_uint8(recipe.generate(fixed_z, fixed_y, G=G_show), cfg.data.range)
-                save_grid(imgs, path, nrow=t_cfg.sample_grid)
+                imgs, nrow = recipe.preview(st.fixed, nets)
+                save_grid(imgs, path, nrow=nrow)
             else:
                 from .viz.toy import toy_frame
 
-                row.update(toy_frame(path, recipe, G_show, fixed_z, cfg.data.name, step))
+                row.update(toy_frame(path, recipe, nets["G"], st.fixed["z"], cfg.data.name, st.step))
             if valid is not None:
-                gen = torch.Generator().manual_seed(t_cfg.seed * 7919 + step)  # own stream: training RNG untouched
-                z = recipe.sample_z(t_cfg.parzen_monitor_samples, generator=gen).to(device)
-                y = recipe.sample_labels(len(z), generator=gen)
-                fake = recipe.generate(z, None if y is None else y.to(device), G=G_show).float().cpu()
-                if cfg.data.range == "pm1":
-                    fake = (fake + 1) / 2
-                ll = parzen_log_likelihoods(fake, valid.x, PAPER_SIGMAS).mean(1)
-                row["parzen/monitor"] = float(ll.max())
-                row["parzen/monitor_sigma"] = float(PAPER_SIGMAS[int(ll.argmax())])
-        G.train()
-        if tb is not None:
-            tb.add_image("samples", np.array(_read_png(path)), step, dataformats="HWC")
+                row.update(_parzen_monitor(recipe, nets["G"], valid, t_cfg, st.step, device, cfg.data.range))
+        writer.image("samples", path, st.step)
         return row
 
-    def state_now() -> dict:
-        return {
-            "format": ckpt.FORMAT, "step": step, "batches": batches, "elapsed": elapsed + (time.time() - t0),
-            "G": G.state_dict(), "D": D.state_dict(), "optG": opt_g.state_dict(), "optD": opt_d.state_dict(),
-            **({"G_ema": G_ema.state_dict()} if G_ema is not None else {}),
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8),
-            "fixed_z": fixed_z.cpu(), "config": cfg.to_json(), "shape": list(data.shape),
-        }
+    def eval_tick() -> dict:
+        with _eval_mode(recipe.nets.values(), st.ema.values()), torch.no_grad():
+            row = evaluator(recipe, st.nets_for_sampling()["G"], st.step,
+                            lambda: st.state_dict(cfg, data.shape, device), device)
+        row.update(when())
+        if bar is not None:
+            bar.write(f"step {st.step}: " + "  ".join(f"{k[5:]} {v:.4g}" for k, v in row.items() if k.startswith("eval/")))
+        return row
 
-    def checkpoint_tick() -> Path:
-        if not all(torch.isfinite(p).all() for p in (*G.parameters(), *D.parameters())):
-            raise UserError(f"training diverged: non-finite weights at step {step}; last good checkpoint: "
-                            f"{ckpt.latest_checkpoint(run) or 'none'} (try a lower learning rate)")
-        path = ckpt.checkpoint_path(run, step)
-        ckpt.atomic_save(state_now(), path)
+    def checkpoint_tick() -> None:
+        writer.flush()
+        bad = non_finite({**recipe.nets, **st.ema})
+        if bad:
+            raise Diverged(f"training diverged: non-finite weights or buffers in {', '.join(bad)} at step {st.step}; "
+                           f"last good checkpoint: {ckpt.latest_checkpoint(run) or 'none'} (try a lower learning rate)")
+        path = ckpt.checkpoint_path(run, st.step)
+        ckpt.atomic_save(st.state_dict(cfg, data.shape, device), path)
         ckpt.prune(run, t_cfg.keep_checkpoints)
         # the GIF, curves and report take seconds to rebuild: at most once a minute, and always at the end
-        if step == total or time.time() - last_refresh[0] > 60:
+        if st.step == total or time.time() - refreshed[0] > 60:
             make_gif(sorted((run / "samples").glob("step-*.png")), run / "progress.gif")
             plot_curves(run / "metrics.jsonl", run / "curves.png", title=f"{cfg.name}: {cfg.model.recipe}")
             write_report(run)
-            last_refresh[0] = time.time()
-        return path
+            refreshed[0] = time.time()
 
-    def eval_tick() -> dict:
-        G.eval()
-        G_show = G_ema if G_ema is not None else G
-        G_show.eval()
-        with torch.no_grad():
-            row = evaluator(recipe, G_show, step, state_now, device)
-        G.train()
-        row.update({"epoch": round(batches / batches_per_epoch, 3), "time": round(elapsed + time.time() - t0, 2)})
-        if bar is not None:
-            bar.write(f"step {step}: " + "  ".join(f"{k[5:]} {v:.4g}" for k, v in row.items() if k.startswith("eval/")))
-        return row
-
-    def over_budget() -> bool:
-        return t_cfg.max_minutes > 0 and elapsed + time.time() - t0 >= 60.0 * t_cfg.max_minutes
+    hooks = [Hook(t_cfg.log_every, log_row), Hook(t_cfg.sample_every or steps_per_epoch, preview_tick),
+             *([Hook(t_cfg.eval_every, eval_tick)] if evaluator is not None else []),
+             Hook(t_cfg.checkpoint_every or steps_per_epoch, checkpoint_tick)]
 
     # ------------------------------------------------------------------ the loop
-    bar = _progress(total, step, progress)
-    step0 = step  # where this invocation started (a resumed run's rate counts only its own steps)
-    sums: dict[str, float] = {}
-    count, t0, t_window = 0, time.time(), time.time()
-    last_ckpt = None
-    last_refresh = [0.0]  # wall time of the last GIF/curves/report rebuild
-    if step == 0:
-        _log(metrics_f, tb, sample_tick())
+    step0 = st.step  # where this invocation started (a resumed run's rate counts only its own steps)
+    st.t0 = time.time()
     try:
-        while step < total:
-            ld, lg = one_step()
-            step += 1
-            count += 1
-            if over_budget() and step < total:  # the time budget is spent: this step is the last one
-                total = step
-                if bar is not None:
-                    bar.total = step
-                    bar.write(f"time budget of {t_cfg.max_minutes:g} min reached at step {step}")
-            for who, losses in (("D", ld), ("G", lg)):
-                for name, v in losses.terms.items():
-                    sums[f"loss/{who}/{name}"] = sums.get(f"loss/{who}/{name}", 0.0) + float(v.detach())
-                sums[f"loss/{who}/total"] = sums.get(f"loss/{who}/total", 0.0) + float(sum(v.detach() for v in losses.terms.values()))
-                for name, v in losses.stats.items():
-                    sums[name] = sums.get(name, 0.0) + v
-            if step % t_cfg.log_every == 0 or step == total:
-                now = time.time()
-                row = {"step": step, "epoch": round(batches / batches_per_epoch, 3), "time": round(elapsed + now - t0, 2)}
-                row.update({key: v / count for key, v in sums.items()})
-                row["lr/G"], row["lr/D"] = opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]
-                if o.name == "sgd":
-                    row["momentum"] = opt_d.param_groups[0]["momentum"]
-                row["img/s"] = count * B * k / max(now - t_window, 1e-9)
-                bad = [key for key, v in row.items() if key.startswith("loss/") and not math.isfinite(v)]
-                if bad:  # diverged: stop before writing a poisoned checkpoint over good ones
-                    raise UserError(f"training diverged: {', '.join(bad)} not finite by step {step}; last good "
-                                    f"checkpoint: {ckpt.latest_checkpoint(run) or 'none'} (try a lower learning rate)")
-                _log(metrics_f, tb, row)
-                if bar is not None:
-                    bar.set_postfix({"D": f"{row['loss/D/total']:.3f}", "G": f"{row['loss/G/total']:.3f}",
-                                     **{k: f"{row[k]:.2f}" for k in ("D(x)", "D(G(z))", "critic(x)", "critic(G(z))")
-                                        if k in row},
-                                     "img/s": f"{row['img/s']:.0f}"}, refresh=False)
-                    if t_cfg.max_minutes > 0:  # a time budget: the bar's end is where the budget will stop it
-                        left = max(0.0, 60.0 * t_cfg.max_minutes - row["time"])
-                        bar.total = min(total, step + int(left * (step - step0) / max(now - t0, 1e-9)))
-                sums, count, t_window = {}, 0, now
-            if bar is not None:
-                bar.update(1)
-            if step % sample_every == 0 or step == total:
-                _log(metrics_f, tb, sample_tick())
-            if evaluator is not None and (step % t_cfg.eval_every == 0 or step == total):
-                _log(metrics_f, tb, eval_tick())
-            if step % ckpt_every == 0 or step == total:
-                metrics_f.flush()
-                last_ckpt = checkpoint_tick()
-    except KeyboardInterrupt:
-        done = ckpt.latest_checkpoint(run)
-        raise UserError(f"interrupted at step {step}; last checkpoint: {done or 'none'} (continue with --resume)") from None
+        with _StopSignals() as stop:
+            if st.step == 0:
+                writer.log(preview_tick())
+            while st.step < total:
+                set_hparams(st, cfg, phases, total)
+                losses = run_step(st, phases, autocast)
+                if st.ema:
+                    update_ema(st, t_cfg.ema_decay)
+                st.step += 1
+                meter.add(losses)
+                if stop.signum is not None or (t_cfg.max_minutes > 0 and st.wall() >= 60.0 * t_cfg.max_minutes):
+                    if stop.signum is None and bar is not None and st.step < total:
+                        bar.write(f"time budget of {t_cfg.max_minutes:g} min reached at step {st.step}")
+                    total = st.step  # this step is the last one: every hook runs, a checkpoint included
+                    if bar is not None:
+                        bar.total = total
+                for i, hook in enumerate(hooks):
+                    if hook.due(st.step, total):
+                        writer.log(hook.run())
+                    if i == 0 and bar is not None:
+                        bar.update(1)
+            if stop.signum is not None:
+                name = signal.Signals(stop.signum).name
+                raise Interrupted(f"{name} at step {st.step}: checkpoint {ckpt.latest_checkpoint(run)} written "
+                                  "(continue with --resume)", 128 + stop.signum)
+    except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler could be installed
+        raise Interrupted(f"interrupted at step {st.step}; last checkpoint: {ckpt.latest_checkpoint(run) or 'none'} "
+                          "(continue with --resume)", 130) from None
     finally:
-        metrics_f.close()
+        writer.close()
         if bar is not None:
             bar.close()
-        if tb is not None:
-            tb.close()
-    return RunResult(run, step, total, elapsed + time.time() - t0, last_ckpt)
+    return RunResult(run, st.step, total, st.wall(), ckpt.latest_checkpoint(run))
+
+
+class _Meter:
+    """Means of every loss term and statistic since the last metrics row."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.sums: dict[str, float] = {}
+        self.count, self.t = 0, time.time()
+
+    def add(self, losses: dict[str, Losses]) -> None:
+        s = self.sums
+        for group, ls in losses.items():
+            for name, v in ls.terms.items():
+                s[f"loss/{group}/{name}"] = s.get(f"loss/{group}/{name}", 0.0) + float(v.detach())
+            s[f"loss/{group}/total"] = s.get(f"loss/{group}/total", 0.0) + float(sum(v.detach() for v in ls.terms.values()))
+            for name, v in ls.stats.items():
+                s[name] = s.get(name, 0.0) + v
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        return {k: v / max(self.count, 1) for k, v in self.sums.items()}
+
+    def seconds(self) -> float:
+        return max(time.time() - self.t, 1e-9)
+
+
+@contextlib.contextmanager
+def _eval_mode(*groups_of_modules):
+    """Networks in eval mode (BatchNorm on running statistics, no dropout) for a preview or an evaluation."""
+    mods = [m for g in groups_of_modules for m in g]
+    was = [m.training for m in mods]
+    for m in mods:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, w in zip(mods, was):
+            m.train(w)
+
+
+def _parzen_monitor(recipe, G, valid, t_cfg, step: int, device, range_: str) -> dict:
+    gen = torch.Generator().manual_seed(t_cfg.seed * 7919 + step)  # own stream: training RNG untouched
+    z = recipe.sample_z(t_cfg.parzen_monitor_samples, generator=gen).to(device)
+    y = recipe.sample_labels(len(z), generator=gen)
+    fake = recipe.generate(z, None if y is None else y.to(device), G=G).float().cpu()
+    if range_ == "pm1":
+        fake = (fake + 1) / 2
+    ll = parzen_log_likelihoods(fake, valid.x, PAPER_SIGMAS).mean(1)
+    return {"parzen/monitor": float(ll.max()), "parzen/monitor_sigma": float(PAPER_SIGMAS[int(ll.argmax())])}
 
 
 # ---------------------------------------------------------------------- evaluation during training
@@ -468,14 +597,6 @@ class _Evaluator:
 
 
 # ---------------------------------------------------------------------- small helpers
-
-
-def _log(f, tb, row: dict) -> None:
-    f.write(json.dumps(row) + "\n")
-    if tb is not None:
-        for key, v in row.items():
-            if key not in ("step", "epoch", "time") and isinstance(v, (int, float)):
-                tb.add_scalar(key, v, row["step"])
 
 
 def _tensorboard(run: Path, purge_step: int):

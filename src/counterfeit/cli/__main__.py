@@ -1,7 +1,8 @@
 """`counterfeit` entry point: dispatches to one module per subcommand.
 
 Each subcommand module has build_parser(sub) and run(args). Bad user input (UserError) ends with one line on
-stderr and exit code 2; nothing else is swallowed.
+stderr and exit code 2; divergence (3) and signals (130 / 143) likewise end in one line (errors.py lists the codes);
+nothing else is swallowed.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import UserError
+from ..errors import TrainingStopped, UserError
 from . import classifier, evaluate, figure1, presets, report, sample, train
 
 COMMANDS = {"train": train, "sample": sample, "evaluate": evaluate, "presets": presets,
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"counterfeit: error: {e}", file=sys.stderr)
         return 2
+    except TrainingStopped as e:
+        print(f"counterfeit: stopped: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("counterfeit: interrupted", file=sys.stderr)
         return 130

@@ -44,6 +44,11 @@ class ImageData:
         return tuple(self.x.shape[1:])
 
     @property
+    def index_groups(self) -> list[dict[str, torch.Tensor]]:
+        """The named fields, grouped by the index they share (data.sampler.Batches): [{"x"}] or [{"x", "y"}]."""
+        return [{"x": self.x} if self.y is None else {"x": self.x, "y": self.y}]
+
+    @property
     def is_image(self) -> bool:
         return self.x.ndim == 4
 

@@ -1,13 +1,20 @@
-"""The recipe contract.
+"""The recipe contract, and the machinery every noise-to-image GAN shares.
 
-A recipe builds its networks and optimizers and turns a batch into named loss terms. The loop sums the terms,
-runs backward, steps the optimizers and logs each term as loss/D/<name> or loss/G/<name>. A recipe holds no
-loop, no argparse and never calls .step().
+A recipe declares
+  nets         named networks, e.g. {"G": ..., "D": ...} or {"G_AB", "G_BA", "D_A", "D_B"};
+  optimizers() its optimizer groups over them, {group: OptGroup}; a group's name is also its log prefix (loss/D/...);
+  phases()     the parts of one training step, e.g. [Phase(("D",), repeat=k), Phase(("G",), data=False, freeze=("D",))];
+  losses()     for a phase and a batch that is a dict of tensors ({"x", "y"}, {"A", "B"}), {group: Losses}: the
+               named loss terms each group minimises;
+  preview      how to draw the fixed preview grid (preview_inputs / preview);
+  state_dict() its own state beyond the networks (an image pool, say); the loop checkpoints it.
+The loop (train.py) sums each group's terms, runs backward(), steps that group's optimizer and logs every term. A
+recipe holds no loop, no argparse, no file writes and never calls .step().
 
-`Recipe` implements the shared machinery once: noise, labels for conditional models, instance noise, the
-gradient penalty, R1 and ACGAN's class terms. A variant only says what its adversarial loss is
-(`d_adv`, `g_adv`) and, if it must, a projection after D's step. So two variants differ in exactly what their
-files say.
+`NoiseGAN` implements the shared machinery of the noise-to-image family once: noise, labels for conditional models,
+instance noise, packing, the gradient penalty, R1 and ACGAN's class terms. A variant says what its adversarial
+loss is (`d_adv`, `g_adv`) and, if it must, a projection after D's step, so two variants differ in exactly what
+their files say.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from .. import losses as L
 from .. import nets as _nets  # noqa: F401  (registers the networks)
 from .. import registry
 from ..errors import UserError
-from ..nets.dcgan import CondDiscriminator, CondGenerator
+from ..nets.cond import CondDiscriminator, CondGenerator
 
 
 @dataclass
@@ -33,32 +40,105 @@ class Losses:
     stats: dict[str, float] = field(default_factory=dict)  # things to log, e.g. mean D(x), D(G(z))
 
 
+@dataclass(frozen=True)
+class Phase:
+    """One part of a training step.
+
+    groups  the optimizer groups it steps: one, or several for a joint update, where every group takes its gradient
+            from its own losses over one shared forward pass (the 2014 code's simultaneous update);
+    repeat  how many times it runs per step (k = n_dis for D);
+    data    True: a fresh minibatch each time; False: the step's latest batch again (a G step that needs no data);
+    freeze  networks held fixed (requires_grad off) while it runs: G's step needs gradients through D, not for D.
+    """
+
+    groups: tuple[str, ...]
+    repeat: int = 1
+    data: bool = True
+    freeze: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.groups)
+
+
+@dataclass
+class OptGroup:
+    optimizer: torch.optim.Optimizer
+    lr: float  # the base learning rate that the schedules scale
+    nets: tuple[str, ...]  # the networks whose parameters it updates
+
+
 class Recipe:
+    """Base of every recipe: named networks, optimizer groups, phases, losses, preview and own state."""
+
+    ema_nets: tuple[str, ...] = ()  # networks of which train.ema_decay keeps a moving average (sampling uses it)
+    sampler_net: str = "G"  # the network that `sample` / `translate` run
+
+    def __init__(self, cfg, shape, data=None):
+        self.cfg = cfg
+        self.shape = tuple(shape)
+        self.step = 0  # set by the loop before each step (annealing schedules read it)
+        self.nets: dict[str, nn.Module] = {}
+
+    def optimizers(self) -> dict[str, OptGroup]:
+        raise NotImplementedError
+
+    def phases(self) -> list[Phase]:
+        raise NotImplementedError
+
+    def losses(self, phase: str, batch: dict[str, torch.Tensor]) -> dict[str, Losses]:
+        raise NotImplementedError
+
+    def after_step(self, phase: str) -> None:
+        """Hook after a phase's optimizers stepped: projections such as WGAN's weight clipping."""
+
+    def preview_inputs(self, n: int, seed: int, device) -> dict[str, torch.Tensor]:
+        """The fixed inputs of the preview grid, drawn once per run (and kept in its checkpoints)."""
+        raise NotImplementedError
+
+    def preview(self, fixed: dict[str, torch.Tensor], nets: dict[str, nn.Module]) -> tuple[torch.Tensor, int]:
+        """The preview grid from the fixed inputs: uint8 images (N, C, H, W) and the images per row."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def group_params(self, group: OptGroup) -> list[nn.Parameter]:
+        return [p for n in group.nets for p in self.nets[n].parameters() if p.requires_grad]
+
+
+def _net_property(name: str):
+    return property(lambda self: self.nets[name], lambda self, m: self.nets.__setitem__(name, m))
+
+
+class NoiseGAN(Recipe):
+    """G maps noise (and a label, when conditional) to samples; D scores samples. Groups "G" and "D"."""
+
     supports_joint: bool = True  # can compute D's and G's losses from one forward pass (simultaneous update)
     outputs_probability: bool = False  # D's output is a logit of P(real): log sigmoid means as D(x), D(G(z))
+    ema_nets = ("G",)
+    G = _net_property("G")
+    D = _net_property("D")
 
     def __init__(self, cfg, shape: tuple[int, int, int], data=None):
-        self.cfg = cfg
-        self.shape = shape
+        super().__init__(cfg, shape, data)
         self.n_dis = cfg.train.n_dis
-        self.step = 0  # set by the loop before each step (annealing schedules read it)
         self.num_classes = cfg.model.num_classes
         self.conditional = self.num_classes > 0
         if self.conditional and data is not None and data.y is None:
             raise UserError(f"recipe '{cfg.model.recipe}' is conditional but dataset '{data.name}' has no labels")
         self.aux = self.conditional and cfg.model.d_cond == "acgan"
-        if cfg.model.d_cond not in ("none", "concat", "projection", "acgan"):
-            raise UserError(f"unknown model.d_cond '{cfg.model.d_cond}' (known: none, concat, projection, acgan)")
-        if cfg.model.g_cond not in ("concat", "cbn"):
-            raise UserError(f"unknown model.g_cond '{cfg.model.g_cond}' (known: concat, cbn)")
         self.pack = cfg.model.pack
         if self.pack < 1 or (self.pack > 1 and self.conditional):
             raise UserError("model.pack must be >= 1, and packing (PacGAN) is for unconditional recipes")
         if self.pack > 1 and cfg.train.batch_size % self.pack:
             raise UserError(f"train.batch_size {cfg.train.batch_size} is not a multiple of model.pack {self.pack}")
         d_shape = (shape[0] * self.pack, *shape[1:])  # PacGAN: m samples side by side along features/channels
-        self.G: nn.Module = registry.get("net", cfg.model.generator)(cfg, shape, data)
-        self.D: nn.Module = registry.get("net", cfg.model.discriminator)(cfg, d_shape, data)
+        self.nets["G"] = registry.get("net", cfg.model.generator)(cfg, shape, data)
+        self.nets["D"] = registry.get("net", cfg.model.discriminator)(cfg, d_shape, data)
         if self.conditional and not (isinstance(self.G, CondGenerator) and isinstance(self.D, CondDiscriminator)):
             raise UserError(f"recipe '{cfg.model.recipe}' is conditional, but networks '{cfg.model.generator}' / "
                             f"'{cfg.model.discriminator}' do not take labels (conditional ones: the convolutional "
@@ -66,6 +146,48 @@ class Recipe:
         # With BatchNorm in D, real and fake go through D in separate passes (their own batch statistics),
         # as in Radford et al.'s code; otherwise one concatenated pass is cheaper and equivalent.
         self.concat_real_fake = not any(isinstance(m, _BatchNorm) for m in self.D.modules())
+        self.joint = cfg.train.simultaneous and cfg.train.n_dis == 1
+        if self.joint and not self.supports_joint:
+            raise UserError(f"recipe '{cfg.model.recipe}' has no simultaneous update; set train.simultaneous=false")
+
+    # ---------------------------------------------------------------- the contract
+    def optimizers(self) -> dict[str, OptGroup]:
+        o = self.cfg.optim
+        return {"G": OptGroup(make_optimizer(o, self.G.parameters(), o.lr_g), o.lr_g, ("G",)),
+                "D": OptGroup(make_optimizer(o, self.D.parameters(), o.lr_d), o.lr_d, ("D",))}
+
+    def phases(self) -> list[Phase]:
+        if self.joint:  # the 2014 code: one minibatch, one forward pass, both gradients from it
+            return [Phase(("D", "G"))]
+        # Algorithm 1: k D steps on fresh minibatches, then one G step on fresh noise
+        return [Phase(("D",), repeat=self.n_dis), Phase(("G",), data=False, freeze=("D",))]
+
+    def losses(self, phase: str, batch: dict[str, torch.Tensor]) -> dict[str, Losses]:
+        real, labels = batch["x"], batch.get("y")
+        if phase == "D":
+            return {"D": self.d_losses(real, labels)}
+        if phase == "G":
+            return {"G": self.g_losses(real.shape[0], labels)}
+        if phase == "D+G":
+            d, g = self.joint_losses(real, labels)
+            return {"D": d, "G": g}
+        raise ValueError(f"unknown phase {phase}")
+
+    def after_step(self, phase: str) -> None:
+        if "D" in phase.split("+"):
+            self.after_d_step()
+
+    def preview_inputs(self, n: int, seed: int, device) -> dict[str, torch.Tensor]:
+        fixed = {"z": self.sample_z(n, generator=torch.Generator().manual_seed(seed + 777)).to(device)}
+        if self.conditional:  # row r of the grid shows class r (mod the number of classes)
+            fixed["y"] = (torch.arange(n) // self.cfg.train.sample_grid % self.num_classes).to(device)
+        return fixed
+
+    def preview(self, fixed, nets) -> tuple[torch.Tensor, int]:
+        from ..data import to_uint8
+
+        return to_uint8(self.generate(fixed["z"], fixed.get("y"), G=nets["G"]), self.cfg.data.range), \
+            self.cfg.train.sample_grid
 
     # ---------------------------------------------------------------- noise, labels and sampling
     def sample_z(self, n: int, device="cpu", generator: torch.Generator | None = None) -> torch.Tensor:
@@ -88,11 +210,6 @@ class Recipe:
                 labels = self.sample_labels(z.shape[0], z.device)
             return G(z, labels)
         return G(z)
-
-    # ---------------------------------------------------------------- optimizers
-    def optimizers(self) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-        o = self.cfg.optim
-        return make_optimizer(o, self.G.parameters(), o.lr_g), make_optimizer(o, self.D.parameters(), o.lr_d)
 
     # ---------------------------------------------------------------- what a variant defines
     def d_adv(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:

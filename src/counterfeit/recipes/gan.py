@@ -10,11 +10,11 @@ from __future__ import annotations
 from .. import losses as L
 from ..errors import UserError
 from ..registry import register
-from .base import Recipe
+from .base import NoiseGAN
 
 
 @register("recipe", "gan")
-class GAN(Recipe):
+class GAN(NoiseGAN):
     outputs_probability = True
 
     def __init__(self, cfg, shape, data=None):

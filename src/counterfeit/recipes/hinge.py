@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from .. import losses as L
 from ..registry import register
-from .base import Recipe
+from .base import NoiseGAN
 
 
 @register("recipe", "hinge")
-class Hinge(Recipe):
+class Hinge(NoiseGAN):
     def d_adv(self, real_out, fake_out):
         return L.d_hinge(real_out, fake_out)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from .. import losses as L
 from ..registry import register
-from .base import Recipe
+from .base import NoiseGAN
 
 
 @register("recipe", "lsgan")
-class LSGAN(Recipe):
+class LSGAN(NoiseGAN):
     def d_adv(self, real_out, fake_out):
         return L.d_least_squares(real_out, fake_out)
 

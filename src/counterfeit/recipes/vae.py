@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from ..registry import register
-from .base import Losses, Recipe
+from .base import Losses, NoiseGAN
 
 
 def negative_elbo(encoder, decoder, x: torch.Tensor, sample: bool = True) -> dict[str, torch.Tensor]:
@@ -28,7 +28,7 @@ def negative_elbo(encoder, decoder, x: torch.Tensor, sample: bool = True) -> dic
 
 
 @register("recipe", "vae")
-class VAE(Recipe):
+class VAE(NoiseGAN):
     supports_joint = True
 
     def __init__(self, cfg, shape, data=None):

@@ -10,10 +10,10 @@ import torch
 from .. import losses as L
 from ..errors import UserError
 from ..registry import register
-from .base import Recipe
+from .base import NoiseGAN
 
 
-class WassersteinCritic(Recipe):
+class WassersteinCritic(NoiseGAN):
     """The Wasserstein losses alone; WGAN adds clipping, WGAN-GP a gradient penalty."""
 
     def d_adv(self, real_out, fake_out):

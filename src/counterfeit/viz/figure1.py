@@ -45,8 +45,8 @@ def figure1(run_dir: Path, out: Path | None = None) -> dict:
     result = {}
     for ax, letter, (step, what) in zip(axes, "abcd", picks):
         st = ckpt.safe_load(found[step])
-        recipe.G.load_state_dict(st["G"])
-        recipe.D.load_state_dict(st["D"])
+        recipe.G.load_state_dict(st["nets"]["G"])
+        recipe.D.load_state_dict(st["nets"]["D"])
         recipe.G.eval()
         stats = draw_1d(ax, recipe, recipe.G, z, title=f"({letter}) step {step}: {what}")
         result[letter] = {"step": step, **stats}
