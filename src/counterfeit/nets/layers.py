@@ -28,3 +28,12 @@ def init_uniform_(module: nn.Module, irange: float) -> None:
         if isinstance(m, nn.Linear):
             nn.init.uniform_(m.weight, -irange, irange)
             nn.init.zeros_(m.bias)
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """Pix2Pix / CycleGAN normalisation: "instance" (no affine, no running stats, as the authors' code) or "batch"."""
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    raise ValueError(f"unknown norm '{kind}' (instance, batch)")

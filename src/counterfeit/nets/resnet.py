@@ -1,11 +1,15 @@
-"""SNGAN's 32x32 ResNet generator and critic (Miyato et al. 2018; after Gulrajani et al.'s WGAN-GP ResNet)."""
+"""Residual networks: SNGAN's 32x32 ResNet generator and critic (Miyato et al. 2018; after Gulrajani et al.'s
+WGAN-GP ResNet), and CycleGAN's image-to-image ResNet generator (Zhu et al. 2017)."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UserError
 from .cond import CondDiscriminator, CondGenerator, register_table, sn_, start_side
+from .layers import norm_layer
 
 
 class _GBlock(nn.Module):
@@ -68,3 +72,51 @@ register_table({
     "resnet-d": lambda m, s: ResNetDiscriminator(s, m.num_classes, m.d_cond, sn=m.spectral_norm,
                                                  width=m.width_d or 128),
 })
+
+
+# ---------------------------------------------------------------------------------------------- CycleGAN
+
+
+class _ResBlock(nn.Module):
+    """Reflection pad, 3x3 conv, norm, ReLU, [dropout], reflection pad, 3x3 conv, norm; plus the input."""
+
+    def __init__(self, ch: int, norm: str, dropout: bool):
+        super().__init__()
+        bias = norm == "instance"
+        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3, bias=bias), norm_layer(norm, ch),
+                                  nn.ReLU(True), *([nn.Dropout(0.5)] if dropout else []),
+                                  nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3, bias=bias), norm_layer(norm, ch))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class CycleResNetGenerator(nn.Module):
+    """CycleGAN's generator (after Johnson et al.): c7s1-ngf, d2ngf, d4ngf, n_blocks x R4ngf, u2ngf, ungf, c7s1-out, tanh.
+
+    Reflection padding around the 7x7 convolutions and inside the residual blocks; sides divisible by 4."""
+
+    def __init__(self, in_ch: int, out_ch: int, in_shape: tuple[int, int], ngf: int = 64, n_blocks: int = 9,
+                 norm: str = "instance", dropout: bool = False):
+        super().__init__()
+        h, w = in_shape
+        if h % 4 or w % 4:
+            raise UserError(f"the CycleGAN ResNet generator needs sides divisible by 4 (28, 32, 64, 256, ...), "
+                            f"not {h}x{w}")
+        bias = norm == "instance"
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_ch, ngf, 7, bias=bias), norm_layer(norm, ngf),
+                                   nn.ReLU(True)]
+        ch = ngf
+        for _ in range(2):  # (B, ngf, H, W) -> (B, 4ngf, H/4, W/4)
+            layers += [nn.Conv2d(ch, 2 * ch, 3, 2, 1, bias=bias), norm_layer(norm, 2 * ch), nn.ReLU(True)]
+            ch *= 2
+        layers += [_ResBlock(ch, norm, dropout) for _ in range(n_blocks)]
+        for _ in range(2):
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 3, 2, 1, output_padding=1, bias=bias), norm_layer(norm, ch // 2),
+                       nn.ReLU(True)]
+            ch //= 2
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_ch, 7), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (B, out_ch, H, W)
