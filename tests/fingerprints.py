@@ -64,7 +64,21 @@ def write_small_data(root: Path) -> dict[str, Path]:
     for i, a in enumerate(x[:200]):
         tint = torch.tensor([(i % 3) / 2, 1.0, ((i + 1) % 3) / 2]).numpy()
         Image.fromarray((a[..., None] * tint).astype("uint8")).resize((32, 32)).save(rgb / f"{i:03d}.png")
-    return {"gray": gray, "rgb": rgb}
+    # image-to-image presets: digits padded to 32x32 -> their negatives, in the authors' two folder layouts
+    import numpy as np
+
+    pad = np.pad(x[:120], ((0, 0), (2, 2), (2, 2)))
+    aligned, unpaired = root / "aligned", root / "unpaired"
+    for split, part in (("train", pad[:40]), ("test", pad[100:108])):
+        (aligned / split).mkdir(parents=True, exist_ok=True)
+        for i, a in enumerate(part):
+            Image.fromarray(np.concatenate([a, 255 - a], 1)).save(aligned / split / f"{i:03d}.png")
+    for sub, part in (("trainA", pad[:40]), ("trainB", 255 - pad[40:80]), ("testA", pad[100:108]),
+                      ("testB", 255 - pad[108:116])):
+        (unpaired / sub).mkdir(parents=True, exist_ok=True)
+        for i, a in enumerate(part):
+            Image.fromarray(a).save(unpaired / sub / f"{i:03d}.png")
+    return {"gray": gray, "rgb": rgb, "aligned": aligned, "unpaired": unpaired}
 
 
 def preset_overrides(name: str, data: dict[str, Path]) -> list[str]:
@@ -75,6 +89,11 @@ def preset_overrides(name: str, data: dict[str, Path]) -> list[str]:
         src = [f"data.name={cfg.data.name}", "data.limit=4000"]
     elif cfg.data.name == "cifar10":
         src = [f"data.name={data['rgb']}", "data.split=train"]
+    elif cfg.model.recipe in ("pix2pix", "cyclegan"):  # narrower nets, the preset's code paths (jitter included)
+        layout = "aligned" if cfg.model.recipe == "pix2pix" else "unpaired"
+        src = [f"data.name={data[layout]}", "data.split=train", "data.image_size=0", "data.direction=AtoB",
+               f"data.crop_size={28 if cfg.data.crop_size else 0}", "model.width_g=16", "model.width_d=16",
+               "model.n_blocks=2", "model.unet_depth=0", "train.sample_grid=2"]
     else:
         src = [f"data.name={data['gray']}", "data.split=train"]
     return src + [f"train.steps={STEPS}", "train.epochs=0", "train.threads=1", "train.seed=0",
@@ -132,9 +151,9 @@ def initial_tensors(cfg) -> dict[str, torch.Tensor]:
     data = load_data(d.name, d.split, d.image_size, d.channels, d.limit)
     torch.manual_seed(cfg.train.seed)
     r = build_recipe(cfg, data.shape, data)
-    out = {f"{n}.{k}": v.clone() for n, net in (("G", r.G), ("D", r.D)) for k, v in net.state_dict().items()}
+    out = {f"{n}.{k}": v.clone() for n, net in r.nets.items() for k, v in net.state_dict().items()}
     if cfg.train.ema_decay > 0:
-        out.update({f"G_ema.{k}": v.clone() for k, v in r.G.state_dict().items()})
+        out.update({f"{n}_ema.{k}": v.clone() for n in r.ema_nets for k, v in r.nets[n].state_dict().items()})
     return out
 
 

@@ -28,6 +28,9 @@ class DataConfig:
     image_size: int = 0  # image folders only: resize + centre crop to this size (0 = keep)
     channels: int = 0  # image folders only: 1 or 3 (0 = infer)
     limit: int = 0  # keep only the first N examples (0 = all)
+    crop_size: int = 0  # translation: random crop to this size per batch, centre crop at test (0 = none)
+    flip: bool = False  # translation: random horizontal flip per batch (a pair shares it)
+    direction: str = "AtoB"  # translation: AtoB, or BtoA to learn the other way (the authors' --direction)
 
 
 @dataclass
@@ -61,6 +64,11 @@ class ModelConfig:
     d_hidden: list = field(default_factory=lambda: [128, 128])  # toy MLP discriminator
     activation: str = "relu"  # toy MLPs: relu | tanh | leaky_relu
     pack: int = 1  # PacGAN: D judges `pack` samples at once, concatenated along features / channels
+    norm: str = "batch"  # translation nets: batch | instance normalisation
+    unet_depth: int = 0  # U-Net levels (0 = as many as the image size allows: 8 at 256x256, 5 at 32x32)
+    g_dropout: bool = True  # dropout 0.5 in U-Net decoder blocks / ResNet blocks (Pix2Pix's only noise source)
+    n_blocks: int = 9  # residual blocks of CycleGAN's ResNet generator (6 at 128x128, 9 at 256x256)
+    patch_layers: int = 3  # PatchGAN: stride-2 layers; receptive field 16, 34, 70 for 1, 2, 3
 
 
 @dataclass
@@ -75,6 +83,12 @@ class LossConfig:
     instance_noise_steps: int = 0  # ... annealed linearly to zero over this many steps (0 = constant)
     aux_weight: float = 1.0  # ACGAN: weight of the auxiliary classification terms
     aux_fake: bool = True  # ACGAN: D's class loss also on generated images (Odena et al.); false = real only
+    gan_mode: str = "bce"  # translation: D's loss, bce (on logits) | lsgan (least squares, CycleGAN's)
+    adv_weight: float = 1.0  # translation: weight of G's adversarial term (0 = no D: an L1-only model)
+    l1_weight: float = 100.0  # Pix2Pix: lambda of |G(a) - b|_1 (0 = cGAN only)
+    cycle_weight: float = 10.0  # CycleGAN: lambda of both cycle terms |G_BA(G_AB(a)) - a|_1, ...
+    identity_weight: float = 0.5  # CycleGAN: identity term |G_AB(b) - b|_1 at this times cycle_weight (0 = off)
+    pool_size: int = 50  # CycleGAN: past fakes D is shown (0 = only the newest)
 
 
 @dataclass
@@ -201,11 +215,16 @@ CHOICES = {
     "loss.g_loss": ("nonsat", "minimax"),
     "optim.name": ("sgd", "adam", "rmsprop"),
     "train.precision": ("fp32", "bf16"),
+    "data.direction": ("AtoB", "BtoA"),
+    "model.norm": ("batch", "instance"),
+    "loss.gan_mode": ("bce", "lsgan"),
 }
 MINIMUM = {"train.batch_size": 1, "train.n_dis": 1, "train.log_every": 1, "train.sample_grid": 1, "model.z_dim": 1,
            "model.pack": 1, "model.num_classes": 0, "train.threads": 0, "train.sample_every": 0,
            "train.checkpoint_every": 0, "train.eval_every": 0, "train.keep_checkpoints": 0, "data.limit": 0,
-           "data.image_size": 0, "train.ema_decay": 0.0, "train.max_minutes": 0.0}
+           "data.image_size": 0, "train.ema_decay": 0.0, "train.max_minutes": 0.0, "data.crop_size": 0,
+           "model.unet_depth": 0, "model.n_blocks": 0, "model.patch_layers": 1, "loss.adv_weight": 0.0,
+           "loss.l1_weight": 0.0, "loss.cycle_weight": 0.0, "loss.identity_weight": 0.0, "loss.pool_size": 0}
 
 
 def _get(cfg: Config, key: str):

@@ -6,7 +6,7 @@ from typing import Callable
 
 from .errors import UserError
 
-_TABLES: dict[str, dict[str, Callable]] = {"net": {}, "recipe": {}, "metric": {}}
+_TABLES: dict[str, dict[str, Callable]] = {"net": {}, "translation-net": {}, "recipe": {}, "metric": {}}
 
 
 def register(kind: str, name: str):

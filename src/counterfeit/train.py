@@ -360,7 +360,8 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
         if path is None:
             raise UserError(f"--resume: no checkpoint in {run}")
         state = ckpt.safe_load(path)
-        changes = [c for c in config_mod.diff(json.loads(state["config"]), cfg.to_dict())
+        # the run's config with today's defaults for keys added since it was written (they change nothing)
+        changes = [c for c in config_mod.diff(config_mod.from_dict(json.loads(state["config"])).to_dict(), cfg.to_dict())
                    if c.split(":")[0] not in RESUMABLE_KEYS]
         if changes and not allow_config_change:
             raise UserError(f"config differs from the run's ({'; '.join(changes[:4])}); "

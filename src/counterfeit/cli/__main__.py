@@ -11,10 +11,10 @@ import argparse
 import sys
 
 from ..errors import TrainingStopped, UserError
-from . import classifier, evaluate, figure1, presets, report, sample, train
+from . import classifier, evaluate, figure1, presets, report, sample, train, translate
 
 COMMANDS = {"train": train, "sample": sample, "evaluate": evaluate, "presets": presets,
-            "classifier": classifier, "figure1": figure1, "report": report}
+            "classifier": classifier, "figure1": figure1, "report": report, "translate": translate}
 
 
 class _Parser(argparse.ArgumentParser):

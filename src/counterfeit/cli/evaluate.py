@@ -13,7 +13,11 @@ def build_parser(p):
     p.add_argument("--metrics", default=None, help=f"comma-separated: {', '.join(METRIC_ORDER)} (default: modes for "
                    "a 2D toy run, parzen otherwise)")
     p.add_argument("--data", help="reference dataset (default: the run's; mnist for .npz files)")
-    p.add_argument("--n", type=int, default=10000, help="samples to draw from a run")
+    p.add_argument("--n", type=int, default=10000, help="samples to draw from a run (a translation run: test pairs)")
+    p.add_argument("--direction", choices=["AtoB", "BtoA"], default="AtoB", help="translation runs: which way to score")
+    p.add_argument("--net-mode", choices=["eval", "train"], default="eval",
+                   help="translation runs: eval = BatchNorm running statistics, no dropout (default); train = batch "
+                        "statistics and dropout on, as the authors' test.py without --eval")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the results here as JSON")
     p.add_argument("--features", choices=["classifier", "inception"], default=None,
@@ -38,7 +42,8 @@ def run(args) -> int:
 
         extractor = load_inception(args.inception, args.inception_sha256)
     drs = dict(fit_steps=args.drs_fit_steps, quantile=args.drs_quantile) if args.drs else None
-    results = evaluate(args.source, metrics, data=args.data, n=args.n, seed=args.seed, drs=drs, extractor=extractor)
+    results = evaluate(args.source, metrics, data=args.data, n=args.n, seed=args.seed, drs=drs, extractor=extractor,
+                       direction=args.direction, net_mode=args.net_mode)
     for line in format_results(results):
         print(line)
     if args.json:

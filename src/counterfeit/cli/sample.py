@@ -32,6 +32,9 @@ def run(args) -> int:
     from ..sampling import generate, load_generator, save_npz
 
     recipe, cfg, info = load_generator(args.run)
+    if not hasattr(recipe, "sample_z"):
+        raise UserError(f"{info['path']} is a '{cfg.model.recipe}' run: it translates images rather than sampling "
+                        "from noise (use `counterfeit translate RUN --input ... --out ...`)")
     labels = None
     if args.label is not None:
         if not getattr(recipe, "conditional", False):

@@ -62,6 +62,7 @@ def run(args) -> int:
     cfg, out = resolve_config(args)
     if args.dry_run:
         print(cfg.to_json())
+        _describe_nets(cfg)
         return 0
     from ..train import train
 
@@ -71,3 +72,18 @@ def run(args) -> int:
         if (res.run_dir / name).exists():
             print(f"  {res.run_dir / name}")
     return 0
+
+
+def _describe_nets(cfg) -> None:
+    """Image-to-image recipes: the networks as built for the data (PatchGAN receptive field and logit grid)."""
+    from ..recipes.translation import Translation
+    from ..registry import get
+
+    if not issubclass(get("recipe", cfg.model.recipe), Translation):
+        return
+    from ..data import load_data
+    from ..recipes import build_recipe
+
+    data = load_data(cfg.data.name, cfg.data.split, cfg.data.image_size, cfg.data.channels, cfg.data.limit)
+    for line in build_recipe(cfg, data.shape, data).describe():
+        print(line)

@@ -18,7 +18,7 @@ from .cifar import find_cifar_dir, load_cifar10
 from .folder import load_folder
 from .idx import load_idx_pair
 
-NAMES = ["embedded", "mnist", "fashion-mnist", "cifar10"]
+NAMES = ["embedded", "mnist", "fashion-mnist", "cifar10", "edges2fashion", "edges2fashion-unpaired", "colorize"]
 SPLITS = ["train", "test", "paper-train", "paper-valid", "all"]
 
 
@@ -111,10 +111,15 @@ def _split(x, y, split: str, name: str, has_test: bool, load_test):
     return x, y
 
 
-def load_data(name: str, split: str = "train", image_size: int = 0, channels: int = 0, limit: int = 0) -> ImageData:
-    """Resolve a dataset name or path and return the requested split in memory."""
+def load_data(name: str, split: str = "train", image_size: int = 0, channels: int = 0, limit: int = 0):
+    """Resolve a dataset name or path and return the requested split in memory: an ImageData, or for a translation
+    task (data/translation.py) a TranslationData of two domains."""
     if name.startswith("toy:"):
         return _toy(name, split, limit)
+    from .translation import is_translation, load_translation
+
+    if is_translation(name):  # two domains A and B (edges2fashion, colorize, the authors' folder layouts)
+        return load_translation(name, split, image_size, channels, limit)
     if name == "embedded":
         x, y = _embedded()
         x, y = _split(x, y, split if split != "paper-train" else "train", name, False, None)

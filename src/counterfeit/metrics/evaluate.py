@@ -191,7 +191,18 @@ _metric("pr", "features", True, "precision: {precision:.3f}  recall: {recall:.3f
 _metric("classes", "features", True, "classes:   {classes_covered}/{num_classes} covered, largest share "
                                      "{largest_class_share:.3f}")
 
-METRIC_ORDER = ["modes", "parzen", "elbo", "cas", "fid", "kid", "is", "pr", "classes"]
+from . import translation as _tr  # noqa: E402
+
+# image-to-image runs (metrics/translation.py); fid and kid there are in the classifier's features as above
+_metric("l1", "translation", False, _tr.fmt_l1)
+_metric("psnr", "translation", True, _tr.fmt_psnr)
+_metric("ssim", "translation", True, _tr.fmt_ssim)
+_metric("acc", "translation", True, _tr.fmt_acc)
+_metric("cycle", "translation", False, _tr.fmt_cycle)
+_metric("identity", "translation", None, _tr.fmt_identity)
+
+METRIC_ORDER = ["modes", "parzen", "elbo", "cas", "l1", "psnr", "ssim", "acc", "fid", "kid", "is", "pr", "classes",
+                "cycle", "identity"]
 
 
 def metric_names() -> list[str]:
@@ -248,19 +259,34 @@ def evaluate_modes(recipe, data_name: str, n: int, seed: int, drs: dict | None) 
 
 
 def evaluate(source, metrics: list[str] | None = None, data: str | None = None, n: int = 10000, seed: int = 0,
-             drs: dict | None = None, extractor: Extractor | None = None, loaded=None, n_boot: int = 20) -> dict:
+             drs: dict | None = None, extractor: Extractor | None = None, loaded=None, n_boot: int = 20,
+             direction: str = "AtoB", net_mode: str = "eval") -> dict:
     """Score a run dir / checkpoint (n fresh samples) or a samples .npz with the named metrics.
 
-    metrics None: `modes` for a 2D toy run, `parzen` otherwise. drs: {"fit_steps", "quantile"} to sample through
-    discriminator rejection sampling. loaded: (recipe, cfg, info) of the run when the caller already holds it.
+    metrics None: `modes` for a 2D toy run, `parzen` otherwise, the paired / cycle scores for a translation run.
+    drs: {"fit_steps", "quantile"} to sample through discriminator rejection sampling. loaded: (recipe, cfg, info)
+    of the run when the caller already holds it. direction, net_mode: translation runs (metrics/translation.py).
     Returns {"provenance", "data", "seconds", <metric>: {...}}."""
     from ..data import to_uint8
+    from ..recipes.translation import Translation
     from ..sampling import generate, load_generator
 
     src = Path(source)
     is_file = src.suffix == ".npz"
     if not is_file and loaded is None:
         loaded = load_generator(src)
+    if loaded is not None and isinstance(loaded[0], Translation):
+        if drs or extractor is not None or data:
+            raise UserError("--drs, --features and --data do not apply to a translation run (it is scored on its "
+                            "own test split with the target domain's classifier)")
+        from .translation import evaluate_translation
+
+        recipe, cfg, info = loaded
+        res = evaluate_translation(recipe, cfg, info, metrics, n=n, direction=direction,
+                                   net_mode=net_mode, seed=seed, n_boot=n_boot)
+        res.pop("outputs")
+        res["provenance"]["source"] = str(src)
+        return res
     if metrics is None:  # the default follows the config the checkpoint carries
         metrics = ["modes"] if loaded and loaded[1].data.name.startswith("toy:") else ["parzen"]
     known = metric_names()

@@ -124,6 +124,9 @@ class NoiseGAN(Recipe):
     D = _net_property("D")
 
     def __init__(self, cfg, shape: tuple[int, int, int], data=None):
+        if shape and isinstance(shape[0], (tuple, list)):
+            raise UserError(f"recipe '{cfg.model.recipe}' draws images from noise; '{cfg.data.name}' is a translation "
+                            "set of two domains (train it with pix2pix or cyclegan)")
         super().__init__(cfg, shape, data)
         self.n_dis = cfg.train.n_dis
         self.num_classes = cfg.model.num_classes

@@ -1,0 +1,57 @@
+"""Translate images with a trained Pix2Pix / CycleGAN run: a folder, an .npz of images or one image file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def build_parser(p):
+    p.add_argument("run", help="run dir (latest checkpoint) or checkpoint file of a pix2pix / cyclegan run")
+    p.add_argument("--input", required=True, help="a folder of images, an .npz of uint8 `images` (N, H, W, C), or "
+                                                  "one image file")
+    p.add_argument("--out", required=True, help="FILE.npz, or a folder (one PNG per input, named as the input)")
+    p.add_argument("--direction", choices=["AtoB", "BtoA"], default="AtoB",
+                   help="AtoB (default) or BtoA (CycleGAN runs learn both)")
+    p.add_argument("--net-mode", choices=["eval", "train"], default="eval",
+                   help="eval = BatchNorm running statistics, no dropout (default); train = batch statistics and "
+                        "dropout on, as the authors' test.py without --eval")
+    p.add_argument("--seed", type=int, default=0, help="dropout's randomness with --net-mode train")
+    return p
+
+
+def run(args) -> int:
+    import torch
+    from PIL import Image
+
+    from ..data import to_float
+    from ..data.translation import read_inputs
+    from ..metrics.translation import run_nets
+    from ..recipes.translation import Translation
+    from ..sampling import load_generator, save_npz
+
+    recipe, cfg, info = load_generator(args.run)
+    if not isinstance(recipe, Translation):
+        raise UserError(f"{info['path']} is a '{cfg.model.recipe}' run, not image-to-image: use `counterfeit sample`")
+    if args.direction not in recipe.directions:
+        raise UserError(f"a {cfg.model.recipe} run translates {', '.join(recipe.directions)}, not {args.direction}")
+    out = Path(args.out)
+    if out.suffix == ".npz" and out.exists():
+        raise UserError(f"{out} exists; refusing to overwrite it")
+    if out.suffix != ".npz" and out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} exists and is not empty; refusing to overwrite it")
+    x, names = read_inputs(args.input, recipe.in_channels(args.direction))
+    recipe.check_size(*x.shape[2:], args.direction)
+    for m in recipe.nets.values():
+        m.train(args.net_mode == "train")
+    torch.manual_seed(args.seed)
+    y = run_nets(lambda t: recipe.translate(t, args.direction), to_float(x, "pm1"))
+    if out.suffix == ".npz":
+        save_npz(y, out)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, img in zip(names, y.permute(0, 2, 3, 1).numpy()):
+            Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(out / f"{name}.png")
+    print(f"{len(y)} images {args.direction} with {info['path']} (step {info['step']}, {args.net_mode} mode) -> {out}")
+    return 0
