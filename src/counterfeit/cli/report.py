@@ -27,7 +27,9 @@ def run(args) -> int:
         from ..sampling import load_generator
 
         recipe, cfg, _ = load_generator(run_dir)
-        if not cfg.data.name.startswith("toy:"):
+        if not hasattr(recipe, "sample_z"):  # image-to-image: the preview grids and curves are its pictures
+            pass
+        elif not cfg.data.name.startswith("toy:"):
             from ..viz.interpolate import interpolation_grid
 
             interpolation_grid(recipe, run_dir / "interpolation.png", mode=args.interpolation,

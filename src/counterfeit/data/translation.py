@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +87,19 @@ class TranslationData:
     def swapped(self) -> "TranslationData":
         """B -> A as A -> B (the authors' --direction BtoA); labels and scorer belong to B and are dropped."""
         return TranslationData(self.B, self.A, self.paired, self.name)
+
+
+def provenance(name: str) -> dict:
+    """How a built-in task is made, for result files."""
+    if name.startswith("edges2fashion"):
+        return {"source": "fashion-mnist", "edge_operator": EDGE_OPERATOR, "pad": FASHION_PAD,
+                "unpaired_train": "A = edges of train[0:30000], B = train[30000:60000]" if name.endswith("unpaired")
+                else None}
+    if name == "colorize":
+        return {"source": "scikit-image data folder", "train_photos": COLORIZE_TRAIN, "test_photos": COLORIZE_TEST,
+                "crop": COLORIZE_SIZE, "short_side": COLORIZE_SHORT_SIDE, "stride": COLORIZE_STRIDE,
+                "grayscale": "PIL convert('L') (ITU-R 601-2 luma)"}
+    return {"folder": name}
 
 
 def is_translation(name: str) -> bool:
@@ -354,7 +366,3 @@ def read_inputs(path: str | Path, channels: int) -> tuple[torch.Tensor, list[str
         else:
             raise UserError(f"input images have {x.shape[1]} channels; the network takes {channels}")
     return x.contiguous(), names
-
-
-def photo_files() -> dict[str, list[str]]:
-    return {"train": COLORIZE_TRAIN, "test": COLORIZE_TEST, "root": str(resources.files("skimage") / "data")}

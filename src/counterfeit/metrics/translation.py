@@ -94,7 +94,7 @@ def run_nets(fn, x: torch.Tensor, batch: int = 250) -> torch.Tensor:
 def evaluate_translation(recipe, cfg, info, metrics: list[str] | None, n: int = 0, direction: str = "AtoB",
                          net_mode: str = "eval", seed: int = 0, n_boot: int = 20, data=None) -> dict:
     """Score a translation run on its test split. Returns {"provenance", "data", <metric>: {...}, "seconds"}."""
-    from ..data.translation import load_translation
+    from ..data.translation import load_translation, provenance
 
     if direction not in recipe.directions:
         raise UserError(f"a {cfg.model.recipe} run translates {', '.join(recipe.directions)}, not {direction}")
@@ -141,7 +141,7 @@ def evaluate_translation(recipe, cfg, info, metrics: list[str] | None, n: int = 
     res: dict = {"provenance": {"checkpoint": info["path"], "step": info["step"], "recipe": cfg.model.recipe,
                                 "direction": direction, "net_mode": net_mode, "seed": seed,
                                 "test": f"{d.name} test ({keep} of {full})",
-                                "border": border},
+                                "border": border, "task": provenance(d.name)},
                  "data": d.name, "seconds": seconds}
     pm = [m for m in metrics if m in ("l1", "psnr", "ssim")]
     if pm:

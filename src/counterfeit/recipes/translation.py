@@ -56,6 +56,12 @@ class Translation(Recipe):
                             f"not a translation set ({TRANSLATION_DATA})")
         if cfg.data.range != "pm1":
             raise UserError(f"recipe '{name}' works on pixels in [-1, 1] (tanh generators): set data.range=pm1")
+        if cfg.train.eval_every > 0:
+            raise UserError(f"train.eval_every: a {name} run is scored on its test split after training "
+                            "(counterfeit evaluate RUN), not during it; set train.eval_every=0")
+        if cfg.train.ema_decay > 0:
+            raise UserError(f"train.ema_decay: recipe '{name}' keeps no moving average of its generators; "
+                            "set train.ema_decay=0")
         sa, sb = (tuple(int(v) for v in s) for s in shape)
         self.swap = cfg.data.direction == "BtoA"
         if self.swap:
@@ -166,9 +172,6 @@ class Translation(Recipe):
                 line += f", {len(net.downs)} levels, {net.n_dropout} decoder blocks with dropout"
             lines.append(line)
         return lines
-
-    def state_dict(self) -> dict:
-        return {}
 
     def _stats(self, real: torch.Tensor, fake: torch.Tensor, tag: str = "") -> dict[str, float]:
         real, fake = real.detach(), fake.detach()
