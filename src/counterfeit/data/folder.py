@@ -11,6 +11,28 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import UserError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg"}
+GRAY_MODES = ("L", "1", "I;16", "I")  # PIL modes of one-channel images
+
+
+def image_files(root: Path) -> list[Path]:
+    """The image files under root, recursively, sorted by path; none is a UserError."""
+    files = sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+    if not files:
+        raise UserError(f"no images (.png, .jpg, .jpeg) in folder {root}")
+    return files
+
+
+def open_images(files: list[Path]) -> list[Image.Image]:
+    """Read every file into memory; an unreadable one is a UserError naming it."""
+    images = []
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                im.load()
+                images.append(im.copy())
+        except (UnidentifiedImageError, OSError) as e:
+            raise UserError(f"unreadable image {p}: {e}") from None
+    return images
 
 
 def _resize_center_crop(img: Image.Image, size: int) -> Image.Image:
@@ -31,19 +53,10 @@ def load_folder(root: str | Path, image_size: int = 0, channels: int = 0) -> tor
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"image folder not found: {root}")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
-    if not files:
-        raise UserError(f"no images (.png, .jpg, .jpeg) in folder {root}")
-    images = []
-    for p in files:
-        try:
-            with Image.open(p) as im:
-                im.load()
-                images.append(im.copy())
-        except (UnidentifiedImageError, OSError) as e:
-            raise UserError(f"unreadable image {p}: {e}") from None
+    files = image_files(root)
+    images = open_images(files)
     if channels == 0:
-        channels = 1 if all(im.mode in ("L", "1", "I;16", "I") for im in images) else 3
+        channels = 1 if all(im.mode in GRAY_MODES for im in images) else 3
     if channels not in (1, 3):
         raise UserError(f"channels must be 1 or 3, got {channels}")
     mode = "L" if channels == 1 else "RGB"

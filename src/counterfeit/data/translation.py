@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import UserError
-from .folder import EXTENSIONS
+from .folder import GRAY_MODES, image_files, open_images
 
 BUILTIN = ["edges2fashion", "edges2fashion-unpaired", "colorize"]
 EDGE_OPERATOR = {"function": "skimage.feature.canny", "input": "article / 255 (28x28 float)", "sigma": 1.0,
@@ -229,15 +229,8 @@ def _colorize(split: str) -> TranslationData:
 
 def _read_images(files: list[Path], where: Path, image_size: int, channels: int, halves: bool = False):
     """Images -> uint8 arrays (H, W, C); halves: each file is A|B side by side -> (A arrays, B arrays)."""
-    images = []
-    for p in files:
-        try:
-            with Image.open(p) as im:
-                im.load()
-                images.append(im.copy())
-        except (UnidentifiedImageError, OSError) as e:
-            raise UserError(f"unreadable image {p}: {e}") from None
-    gray = [p for p, im in zip(files, images) if im.mode in ("L", "1", "I;16", "I")]
+    images = open_images(files)
+    gray = [p for p, im in zip(files, images) if im.mode in GRAY_MODES]
     if channels == 0:
         if gray and len(gray) < len(files):
             raise UserError(f"mixed channel counts in {where}: {len(gray)} grayscale and {len(files) - len(gray)} "
@@ -271,13 +264,6 @@ def _stack(arrays: list[np.ndarray], where: Path) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def _files(d: Path) -> list[Path]:
-    files = sorted(p for p in d.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
-    if not files:
-        raise UserError(f"no images (.png, .jpg, .jpeg) in {d}")
-    return files
-
-
 def _folder(root: Path, split: str, image_size: int, channels: int) -> TranslationData:
     if not root.is_dir():
         raise UserError(f"unknown dataset '{root}': not one of {', '.join(BUILTIN)} and no such folder")
@@ -287,15 +273,15 @@ def _folder(root: Path, split: str, image_size: int, channels: int) -> Translati
             if not d.is_dir():
                 raise UserError(f"{root} has {other.name}/ but no {d.name}/ (the unpaired layout is trainA/, trainB/, "
                                 "testA/, testB/)")
-        A = _stack(_read_images(_files(da), da, image_size, channels)[0], da)
-        B = _stack(_read_images(_files(db), db, image_size, channels)[0], db)
+        A = _stack(_read_images(image_files(da), da, image_size, channels)[0], da)
+        B = _stack(_read_images(image_files(db), db, image_size, channels)[0], db)
         return TranslationData(A, B, False, str(root))
     d = root / split
     if not d.is_dir():
         have = [s for s in ("train", "val", "test") if (root / s).is_dir()]
         raise UserError(f"{root} has no {split}/ folder (the aligned layout is train/, val/, test/ of AB images; "
                         f"found: {', '.join(have) or 'none'})")
-    a, b = _read_images(_files(d), d, image_size, channels, halves=True)
+    a, b = _read_images(image_files(d), d, image_size, channels, halves=True)
     return TranslationData(_stack(a, d), _stack(b, d), True, str(root))
 
 
@@ -349,7 +335,7 @@ def read_inputs(path: str | Path, channels: int) -> tuple[torch.Tensor, list[str
         x = _load_npz(p)
         names = [f"{i:06d}" for i in range(len(x))]
     elif p.is_dir():
-        files = _files(p)
+        files = image_files(p)
         arrays = _read_images(files, p, 0, channels)[0]
         x, names = _stack(arrays, p), [f.stem for f in files]
     elif p.is_file():

@@ -194,11 +194,12 @@ _metric("classes", "features", True, "classes:   {classes_covered}/{num_classes}
 from . import translation as _tr  # noqa: E402
 
 # image-to-image runs (metrics/translation.py); fid and kid there are in the classifier's features as above
-_metric("l1", "translation", False, _tr.fmt_l1)
-_metric("psnr", "translation", True, _tr.fmt_psnr)
-_metric("ssim", "translation", True, _tr.fmt_ssim)
+_metric("l1", "translation", False, "l1:        {l1:.4f} +- {std:.4f} (pixels in [0, 1], {n} test pairs; the input "
+                                     "itself: {baseline_input:.4f})")
+_metric("psnr", "translation", True, "psnr:      {psnr:.2f} dB (the input itself: {baseline_input:.2f} dB)")
+_metric("ssim", "translation", True, "ssim:      {ssim:.4f} (the input itself: {baseline_input:.4f})")
 _metric("acc", "translation", True, _tr.fmt_acc)
-_metric("cycle", "translation", False, _tr.fmt_cycle)
+_metric("cycle", "translation", False, "cycle:     |G_BA(G_AB(a)) - a| {cycle_A:.4f}   |G_AB(G_BA(b)) - b| {cycle_B:.4f}")
 _metric("identity", "translation", None, _tr.fmt_identity)
 
 METRIC_ORDER = ["modes", "parzen", "elbo", "cas", "l1", "psnr", "ssim", "acc", "fid", "kid", "is", "pr", "classes",

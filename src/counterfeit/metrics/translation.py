@@ -196,26 +196,9 @@ def evaluate_translation(recipe, cfg, info, metrics: list[str] | None, n: int = 
     return res
 
 
-def fmt_l1(r):
-    return [f"l1:        {r['l1']:.4f} +- {r['std']:.4f} (pixels in [0, 1], {r['n']} test pairs; the input itself: "
-            f"{r['baseline_input']:.4f})"]
-
-
-def fmt_psnr(r):
-    return [f"psnr:      {r['psnr']:.2f} dB (the input itself: {r['baseline_input']:.2f} dB)"]
-
-
-def fmt_ssim(r):
-    return [f"ssim:      {r['ssim']:.4f} (the input itself: {r['baseline_input']:.4f})"]
-
-
 def fmt_acc(r):
     return [f"acc:       {r['acc']:.4f} classifier accuracy on translated images; on the real targets "
             f"{r['real_targets']:.4f} (gap {100 * r['gap']:.1f} points, {r['n']} images)"]
-
-
-def fmt_cycle(r):
-    return [f"cycle:     |G_BA(G_AB(a)) - a| {r['cycle_A']:.4f}   |G_AB(G_BA(b)) - b| {r['cycle_B']:.4f}"]
 
 
 def fmt_identity(r):
