@@ -27,14 +27,13 @@ def run(args) -> int:
         from ..sampling import load_generator
 
         recipe, cfg, _ = load_generator(run_dir)
-        if not hasattr(recipe, "sample_z"):  # image-to-image: the preview grids and curves are its pictures
-            pass
-        elif not cfg.data.name.startswith("toy:"):
+        noise = hasattr(recipe, "sample_z")  # image-to-image runs: the preview grids and curves are their pictures
+        if noise and not cfg.data.name.startswith("toy:"):
             from ..viz.interpolate import interpolation_grid
 
             interpolation_grid(recipe, run_dir / "interpolation.png", mode=args.interpolation,
                                per_class=recipe.conditional)
-        elif cfg.data.name != "toy:gauss1d" and cfg.model.z_dim == 2 and not recipe.conditional:
+        elif noise and cfg.data.name != "toy:gauss1d" and cfg.model.z_dim == 2 and not recipe.conditional:
             from ..viz.toy import latent_map
 
             latent_map(recipe, run_dir / "latent-map.png", cfg.data.name[4:])

@@ -22,7 +22,6 @@ def build_parser(p):
 
 
 def run(args) -> int:
-    import torch
     from PIL import Image
 
     from ..data import to_float
@@ -34,8 +33,7 @@ def run(args) -> int:
     recipe, cfg, info = load_generator(args.run)
     if not isinstance(recipe, Translation):
         raise UserError(f"{info['path']} is a '{cfg.model.recipe}' run, not image-to-image: use `counterfeit sample`")
-    if args.direction not in recipe.directions:
-        raise UserError(f"a {cfg.model.recipe} run translates {', '.join(recipe.directions)}, not {args.direction}")
+    recipe.check_direction(args.direction)
     out = Path(args.out)
     if out.suffix == ".npz" and out.exists():
         raise UserError(f"{out} exists; refusing to overwrite it")
@@ -43,9 +41,7 @@ def run(args) -> int:
         raise UserError(f"{out} exists and is not empty; refusing to overwrite it")
     x, names = read_inputs(args.input, recipe.in_channels(args.direction))
     recipe.check_size(*x.shape[2:], args.direction)
-    for m in recipe.nets.values():
-        m.train(args.net_mode == "train")
-    torch.manual_seed(args.seed)
+    recipe.set_net_mode(args.net_mode, args.seed)
     y = run_nets(lambda t: recipe.translate(t, args.direction), to_float(x, "pm1"))
     if out.suffix == ".npz":
         save_npz(y, out)

@@ -96,10 +96,8 @@ def evaluate_translation(recipe, cfg, info, metrics: list[str] | None, n: int = 
     """Score a translation run on its test split. Returns {"provenance", "data", <metric>: {...}, "seconds"}."""
     from ..data.translation import load_translation, provenance
 
-    if direction not in recipe.directions:
-        raise UserError(f"a {cfg.model.recipe} run translates {', '.join(recipe.directions)}, not {direction}")
-    if net_mode not in ("eval", "train"):
-        raise UserError(f"--net-mode must be eval or train, not {net_mode}")
+    recipe.check_direction(direction)
+    recipe.set_net_mode(net_mode, seed)  # (checked before any data is read)
     d = cfg.data
     if data is None:
         try:
@@ -126,9 +124,6 @@ def evaluate_translation(recipe, cfg, info, metrics: list[str] | None, n: int = 
     keep = min(n, full) if n else full
     data = data.subset(0, keep)
     nets = recipe.nets
-    for m in nets.values():
-        m.train(net_mode == "train")
-    torch.manual_seed(seed)  # dropout in train mode
     a, b = recipe.domains({"A": to_float(data.A, "pm1"), "B": to_float(data.B, "pm1")}, train=False)
     src, tgt = (a, b) if direction == "AtoB" else (b, a)
     fwd = lambda x: recipe.translate(x, direction, nets)  # noqa: E731

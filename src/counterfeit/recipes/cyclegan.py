@@ -95,11 +95,7 @@ class CycleGAN(Translation):
 
     def preview(self, fixed, nets):
         # one example per row here: the six columns already show both directions
-        from ..data import to_uint8
-
-        cols = [to_uint8(c.float().cpu(), "pm1") for c in self.preview_rows(fixed["A"], fixed["B"], nets)]
-        if any(c.shape[1] == 3 for c in cols):
-            cols = [c.repeat(1, 3 // c.shape[1], 1, 1) for c in cols]
+        cols = self.preview_columns(fixed, nets)
         n = min(len(c) for c in cols) // 2
         return torch.stack([cols[j][i] for i in range(n) for j in range(6)]), 6
 

@@ -108,6 +108,19 @@ class Translation(Recipe):
         """x in [-1, 1] of the source domain -> the other domain, in [-1, 1]."""
         raise NotImplementedError
 
+    def check_direction(self, direction: str) -> None:
+        if direction not in self.directions:
+            raise UserError(f"a {self.cfg.model.recipe} run translates {', '.join(self.directions)}, not {direction}")
+
+    def set_net_mode(self, mode: str, seed: int = 0) -> None:
+        """eval: BatchNorm running statistics, no dropout; train: batch statistics and dropout (seeded), as the
+        authors' test.py without --eval."""
+        if mode not in ("eval", "train"):
+            raise UserError(f"--net-mode must be eval or train, not {mode}")
+        for m in self.nets.values():
+            m.train(mode == "train")
+        torch.manual_seed(seed)
+
     def generator(self, direction: str) -> nn.Module:
         raise NotImplementedError
 
@@ -141,11 +154,15 @@ class Translation(Recipe):
         a, b = self.domains(fixed, train=False)
         return {"A": a, "B": b}
 
-    def preview(self, fixed, nets) -> tuple[torch.Tensor, int]:
-        rows = self.preview_rows(fixed["A"], fixed["B"], nets)  # [(k, C, H, W) columns]
-        cols = [to_uint8(c.float().cpu(), "pm1") for c in rows]
-        if any(c.shape[1] == 3 for c in cols):  # grayscale next to colour: show both as RGB
+    def preview_columns(self, fixed, nets) -> list[torch.Tensor]:
+        """The preview's columns as uint8 (k, C, H, W), grayscale shown as RGB beside colour."""
+        cols = [to_uint8(c.float().cpu(), "pm1") for c in self.preview_rows(fixed["A"], fixed["B"], nets)]
+        if any(c.shape[1] == 3 for c in cols):
             cols = [c.repeat(1, 3 // c.shape[1], 1, 1) for c in cols]
+        return cols
+
+    def preview(self, fixed, nets) -> tuple[torch.Tensor, int]:
+        cols = self.preview_columns(fixed, nets)
         per = len(cols)
         n = min(len(c) for c in cols)
         # two examples side by side per row: [a | G(a) | b] [a' | G(a') | b'] ...
