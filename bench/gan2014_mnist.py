@@ -40,8 +40,14 @@ def machine() -> dict:
                 break
     except OSError:
         pass
+    from counterfeit.runtime import cpu_flags, native_bf16
+
+    flags = cpu_flags()
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform()}
+            "python": platform.python_version(), "platform": platform.platform(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_flags": sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "fma"))),
+            "native_bf16": native_bf16(torch.device("cpu"))[1]}
 
 
 def main(argv=None) -> int:

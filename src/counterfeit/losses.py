@@ -39,9 +39,10 @@ def g_nonsat(fake_logits: torch.Tensor) -> torch.Tensor:
 G_LOSSES = {"nonsat": g_nonsat, "minimax": g_minimax}
 
 
-def d_real_fake_prob(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[float, float]:
-    """Mean D(x) and D(G(z)) as probabilities, for logging."""
-    return torch.sigmoid(real_logits).mean().item(), torch.sigmoid(fake_logits).mean().item()
+def d_real_fake_prob(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean D(x) and D(G(z)) as probabilities, for logging: 0-dim tensors where the logits are (the loop reads them
+    back once per metrics row, not once per step)."""
+    return torch.sigmoid(real_logits.detach()).mean(), torch.sigmoid(fake_logits.detach()).mean()
 
 
 # ---------------------------------------------------------------------------------------------- LSGAN

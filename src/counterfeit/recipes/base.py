@@ -37,7 +37,8 @@ from ..nets.cond import CondDiscriminator, CondGenerator
 @dataclass
 class Losses:
     terms: dict[str, torch.Tensor]  # named scalar terms; the loop minimises their sum
-    stats: dict[str, float] = field(default_factory=dict)  # things to log, e.g. mean D(x), D(G(z))
+    # things to log, e.g. mean D(x), D(G(z)): 0-dim tensors (or floats), read back by the loop once per metrics row
+    stats: dict[str, torch.Tensor | float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -266,9 +267,9 @@ class NoiseGAN(Recipe):
             p_real, p_fake = L.d_real_fake_prob(lr_, lf_)
             stats = {"D(x)": p_real, "D(G(z))": p_fake}
         else:
-            stats = {"critic(x)": lr_.mean().item(), "critic(G(z))": lf_.mean().item()}
+            stats = {"critic(x)": lr_.mean(), "critic(G(z))": lf_.mean()}
         if self.aux:
-            stats["D acc real"] = (ar.detach().argmax(1) == y).float().mean().item()
+            stats["D acc real"] = (ar.detach().argmax(1) == y).float().mean()
         return Losses(terms, stats), lf, af
 
     def _g_terms(self, lf, af, yf) -> Losses:

@@ -190,9 +190,9 @@ class Translation(Recipe):
             lines.append(line)
         return lines
 
-    def _stats(self, real: torch.Tensor, fake: torch.Tensor, tag: str = "") -> dict[str, float]:
+    def _stats(self, real: torch.Tensor, fake: torch.Tensor, tag: str = "") -> dict[str, torch.Tensor]:
         real, fake = real.detach(), fake.detach()
         if self.mode == "bce":  # mean probability D gives real and fake patches
             p_real, p_fake = L.d_real_fake_prob(real, fake)
             return {f"D{tag}(real)": p_real, f"D{tag}(fake)": p_fake}
-        return {f"D{tag}(real)": real.mean().item(), f"D{tag}(fake)": fake.mean().item()}
+        return {f"D{tag}(real)": real.mean(), f"D{tag}(fake)": fake.mean()}

@@ -40,7 +40,7 @@ class VAE(NoiseGAN):
 
     def joint_losses(self, real, labels):
         terms = negative_elbo(self.D, self.G, real)
-        stats = {"ELBO (nats)": -float(terms["recon"].detach() + terms["kl"].detach())}
+        stats = {"ELBO (nats)": -(terms["recon"].detach() + terms["kl"].detach())}
         return Losses(terms, stats), Losses(terms)  # the loop takes encoder grads from the first, decoder from the second
 
     def d_losses(self, real, labels):

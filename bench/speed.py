@@ -1,0 +1,328 @@
+"""Benchmark: training-step speed of the seeds' models against plain eager PyTorch and the TensorFlow tutorial's
+own code, as shares of the machine's measured matmul peak, in fp32 / bf16 / torch.compile; and two trainings at
+once on the cores (issue 16).
+
+    python bench/speed.py [--rounds 2] [--tf-venv .bench-venv/tf] [--no-tf] [--only dcgan,gan2014,load]
+
+Rows, all measured in this one run, interleaved by round (the machine is shared: compare ratios, not absolutes):
+  peak        GFLOP/s of a 2048x2048 matmul, fp32 and (where the CPU has it natively) bf16;
+  dcgan       the tutorial's DCGAN (batch 256, Dense-BN-ConvT 5x5 G, Conv-Dropout D, Adam 1e-4, one forward pass
+              and both gradients): the tutorial's TensorFlow step (in its own virtual environment, made here with
+              `pip install tensorflow-cpu==2.21.0` unless --tf-venv points at one), a hand-written eager PyTorch
+              step on the same nets with each lever alone (the alternating update, channels_last, fused Adam,
+              torch.compile, bf16 autocast) and `counterfeit train dcgan-tf-mnist` itself (the whole loop: data,
+              logging, hooks), fp32 / bf16 / compile;
+  gan2014     the 2014 paper's MLP G and maxout D (batch 100, SGD + momentum, simultaneous update) the same ways;
+  load        the README's main job (`counterfeit train quickstart`, shortened) alone, then two at once: with the
+              thread policy (train.threads auto) and with each forced to all cores (the old default).
+FLOPs per step are torch's flop counter over one forward + backward. Results: bench/results/speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from gan2014_mnist import machine  # noqa: E402
+
+from counterfeit import config  # noqa: E402
+from counterfeit.recipes import build_recipe  # noqa: E402
+from counterfeit.runtime import native_bf16  # noqa: E402
+
+TF_REQ = "tensorflow-cpu==2.21.0"
+
+
+# ---------------------------------------------------------------------------------------------- peak
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 3.0) -> float:
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    for _ in range(3):
+        a @ b
+    reps, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        a @ b
+        reps += 1
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+# ---------------------------------------------------------------------------------------------- eager steps
+
+
+def _nets(preset: str, shape):
+    cfg = config.load_config(preset, ["train.precision=fp32"])
+    torch.manual_seed(0)
+    r = build_recipe(cfg, shape, None)
+    return cfg, r.nets["G"], r.nets["D"]
+
+
+def eager_step(model: str, levers: set[str], batch_x: torch.Tensor):
+    """A hand-written training step on counterfeit's nets for the preset, with the given levers; returns step()."""
+    preset = "dcgan-tf-mnist" if model == "dcgan" else "gan2014-mnist"
+    cfg, G, D = _nets(preset, tuple(batch_x.shape[1:]))
+    n, z_dim = batch_x.shape[0], cfg.model.z_dim
+    if "channels_last" in levers:
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+        batch_x = batch_x.contiguous(memory_format=torch.channels_last)
+    if model == "dcgan":
+        kw = {"fused": True} if "fused_adam" in levers else {}
+        opt_g = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.9, 0.999), **kw)
+        opt_d = torch.optim.Adam(D.parameters(), 1e-4, betas=(0.9, 0.999), **kw)
+    else:
+        o = cfg.optim
+        opt_g = torch.optim.SGD(G.parameters(), o.lr_g, momentum=o.momentum)
+        opt_d = torch.optim.SGD(D.parameters(), o.lr_d, momentum=o.momentum)
+    if "compile" in levers:
+        G.compile()
+        D.compile()
+    bf16 = "bf16" in levers
+    d_scale = cfg.loss.d_scale
+    z = lambda: torch.randn(n, z_dim) if cfg.model.noise == "normal" else (torch.rand(n, z_dim) * 2 - 1) * 3**0.5  # noqa: E731
+
+    def d_loss(real_out, fake_out):
+        return d_scale * (F.softplus(-real_out).mean() + F.softplus(fake_out).mean())
+
+    def joint():
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            fake = G(z())
+            out = D(torch.cat([batch_x, fake])).float()  # no BatchNorm in either D: one pass is two
+        real_out, fake_out = out[:n], out[n:]
+        ld, lg = d_loss(real_out, fake_out), F.softplus(-fake_out).mean()
+        opt_d.zero_grad(set_to_none=True)
+        opt_g.zero_grad(set_to_none=True)
+        ld.backward(inputs=list(D.parameters()), retain_graph=True)
+        lg.backward(inputs=list(G.parameters()))
+        opt_d.step()
+        opt_g.step()
+        return ld.detach(), lg.detach()
+
+    def alternating():
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            with torch.no_grad():
+                fake = G(z())
+            out = D(torch.cat([batch_x, fake])).float()
+        ld = d_loss(out[:n], out[n:])
+        opt_d.zero_grad(set_to_none=True)
+        ld.backward()
+        opt_d.step()
+        D.requires_grad_(False)
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            lg = F.softplus(-D(G(z())).float()).mean()
+        opt_g.zero_grad(set_to_none=True)
+        lg.backward()
+        opt_g.step()
+        D.requires_grad_(True)
+        return ld.detach(), lg.detach()
+
+    return alternating if "alternating" in levers else joint
+
+
+def time_steps(step, steps: int, warmup: int) -> float:
+    for _ in range(warmup):
+        step()
+    t = time.perf_counter()
+    for _ in range(steps):
+        out = step()
+    float(out[0])
+    return (time.perf_counter() - t) / steps
+
+
+def step_flops(model: str, batch_x: torch.Tensor) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    step = eager_step(model, set(), batch_x)
+    with FlopCounterMode(display=False) as fc:
+        step()
+    return float(fc.get_total_flops())
+
+
+# ---------------------------------------------------------------------------------------------- counterfeit's loop
+
+
+def counterfeit_step(preset: str, sets: list[str], steps: int, warmup: int) -> float:
+    """Seconds per step of `counterfeit train PRESET` on real data: the loop's own clock between two metrics rows
+    (every hook inside, the preview and checkpoint at the end outside)."""
+    from counterfeit.train import train
+
+    cfg = config.load_config(preset, [f"train.steps={warmup + steps}", "train.epochs=0", f"train.log_every={warmup}",
+                                      "train.sample_every=100000", "train.checkpoint_every=100000",
+                                      "train.parzen_monitor=false", *sets])
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["COUNTERFEIT_NO_TENSORBOARD"] = "1"
+        train(cfg, Path(tmp) / "run", progress=False)
+        rows = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+    t = {r["step"]: r["time"] for r in rows if "loss/D/total" in r}
+    return (t[warmup + steps] - t[warmup]) / steps
+
+
+# ---------------------------------------------------------------------------------------------- TensorFlow
+
+
+def tf_python(venv: Path) -> Path:
+    py = venv / "bin" / "python"
+    if not py.is_file():
+        print(f"making {venv} with {TF_REQ} (once)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    if subprocess.run([str(py), "-c", "import tensorflow"], capture_output=True).returncode:
+        subprocess.run([str(py), "-m", "pip", "install", "-q", TF_REQ], check=True)
+    return py
+
+
+def tf_step(py: Path, images: Path, steps: int, warmup: int) -> dict:
+    out = subprocess.run([str(py), str(HERE / "peers" / "tf_dcgan.py"), str(images), "--steps", str(steps),
+                          "--warmup", str(warmup)], capture_output=True, text=True, timeout=1800)
+    if out.returncode:
+        raise RuntimeError(f"TensorFlow step failed: {out.stderr.strip().splitlines()[-1:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------- under load
+
+
+def quickstart_runs(n_runs: int, steps: int, threads: int | None) -> list[float]:
+    """Wall seconds of training (the loop's clock) of n_runs `counterfeit train quickstart` started together."""
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = []
+        for i in range(n_runs):
+            cmd = [sys.executable, "-m", "counterfeit", "train", "quickstart", "--steps", str(steps), "--no-progress",
+                   "--out", f"{tmp}/run{i}"] + (["--set", f"train.threads={threads}"] if threads else [])
+            procs.append(subprocess.Popen(cmd, env={**os.environ, "COUNTERFEIT_NO_TENSORBOARD": "1"},
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        for p in procs:
+            _, err = p.communicate(timeout=3600)
+            if p.returncode:
+                raise RuntimeError(f"quickstart failed: {err.strip()[-300:]}")
+        return [json.loads((Path(tmp) / f"run{i}" / "metrics.jsonl").read_text().splitlines()[-1])["time"]
+                for i in range(n_runs)]
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def mnist_batch(n: int) -> torch.Tensor:
+    from counterfeit.data import load_data, to_float
+
+    return to_float(load_data("mnist", "train").x[:n], "pm1")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--dcgan-steps", type=int, default=12)
+    p.add_argument("--gan2014-steps", type=int, default=150)
+    p.add_argument("--load-steps", type=int, default=600, help="quickstart steps per run in the load rows")
+    p.add_argument("--tf-venv", default=str(ROOT / ".bench-venv" / "tf"))
+    p.add_argument("--no-tf", action="store_true")
+    p.add_argument("--only", default="dcgan,gan2014,load")
+    p.add_argument("--result", default=str(HERE / "results" / "speed.json"))
+    args = p.parse_args(argv)
+    os.environ.setdefault("COUNTERFEIT_DATA", str(ROOT.parent / "shared" / "datasets"))
+    only = set(args.only.split(","))
+    cpu = torch.device("cpu")
+    has_bf16 = native_bf16(cpu)[0]
+    doc = {"about": __doc__.split("\n\n", 2)[2].strip(), "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
+           "command": "python bench/speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "gpu": (torch.cuda.get_device_name(0) if torch.cuda.is_available() else
+                   "none: no CUDA device on this machine, and the device tool lent none to this session")}
+    peak = {"fp32": matmul_gflops(torch.float32)}
+    if has_bf16:
+        peak["bf16"] = matmul_gflops(torch.bfloat16)
+    doc["peak_gflops"] = {k: round(v, 1) for k, v in peak.items()}
+    print("peak GFLOP/s", doc["peak_gflops"], flush=True)
+
+    def share(s_per_step: float, flops: float) -> dict:
+        out = {"gflops": round(flops / s_per_step / 1e9, 1)}
+        out.update({f"share_of_{k}_peak": round(flops / s_per_step / 1e9 / v, 3) for k, v in peak.items()})
+        return out
+
+    models = []
+    if "dcgan" in only:
+        x = mnist_batch(256)
+        cases = {"eager joint fp32": ("eager", set()), "eager alternating fp32": ("eager", {"alternating"}),
+                 "eager joint fp32 channels_last": ("eager", {"channels_last"}),
+                 "eager joint fp32 fused Adam": ("eager", {"fused_adam"}),
+                 "eager joint fp32 compile": ("eager", {"compile"}),
+                 "counterfeit dcgan-tf-mnist fp32": ("cf", ["train.precision=fp32"]),
+                 "counterfeit dcgan-tf-mnist-alternating fp32": ("cf-alt", ["train.precision=fp32"]),
+                 "counterfeit dcgan-tf-mnist fp32 compile": ("cf", ["train.precision=fp32", "train.compile=true"])}
+        if has_bf16:
+            cases.update({"eager joint bf16": ("eager", {"bf16"}),
+                          "eager joint bf16 channels_last": ("eager", {"bf16", "channels_last"}),
+                          "eager joint bf16 compile": ("eager", {"bf16", "compile"}),
+                          "counterfeit dcgan-tf-mnist bf16 (auto)": ("cf", ["train.precision=auto"]),
+                          "counterfeit dcgan-tf-mnist bf16 compile": ("cf", ["train.precision=auto",
+                                                                             "train.compile=true"])})
+        tf = None
+        if not args.no_tf:
+            py = tf_python(Path(args.tf_venv))
+            images = Path(tempfile.mkdtemp()) / "mnist.npy"
+            np.save(images, mnist_batch(256 * 8).permute(0, 2, 3, 1).numpy())
+            tf = lambda: tf_step(py, images, args.dcgan_steps, 3)  # noqa: E731
+        models.append(("dcgan", x, cases, tf, args.dcgan_steps, 3, "dcgan-tf-mnist"))
+    if "gan2014" in only:
+        x = mnist_batch(100)
+        cases = {"eager joint fp32": ("eager", set()), "eager joint fp32 compile": ("eager", {"compile"}),
+                 "counterfeit gan2014-mnist fp32": ("cf", ["train.precision=fp32"]),
+                 "counterfeit gan2014-mnist fp32 compile": ("cf", ["train.precision=fp32", "train.compile=true"])}
+        if has_bf16:
+            cases.update({"eager joint bf16": ("eager", {"bf16"}), "eager joint bf16 compile": ("eager", {"bf16", "compile"}),
+                          "counterfeit gan2014-mnist bf16 (auto)": ("cf", ["train.precision=auto"]),
+                          "counterfeit gan2014-mnist bf16 compile": ("cf", ["train.precision=auto",
+                                                                            "train.compile=true"])})
+        models.append(("gan2014", x, cases, None, args.gan2014_steps, 20, "gan2014-mnist"))
+
+    for name, x, cases, tf, steps, warmup, preset in models:
+        flops = step_flops(name, x)
+        res = {"flops_per_step": flops, "rows": {}}
+        print(f"{name}: {flops / 1e9:.2f} GFLOP per step", flush=True)
+        for rnd in range(args.rounds):
+            todo = ([("tensorflow tutorial fp32", None)] if tf else []) + list(cases.items())
+            for label, case in todo:
+                if case is None:
+                    r = tf()
+                    s, extra = r["s_per_step"], {"tf": r["tf"]}
+                elif case[0] == "eager":
+                    s, extra = time_steps(eager_step(name, case[1], x), steps, warmup), {}
+                else:
+                    s, extra = counterfeit_step(preset + ("-alternating" if case[0] == "cf-alt" else ""),
+                                                case[1], steps, warmup), {}
+                row = res["rows"].setdefault(label, {"s_per_step": [], **extra})
+                row["s_per_step"].append(round(s, 4))
+                print(f"  round {rnd + 1} {label}: {s * 1000:.1f} ms/step", flush=True)
+        for label, row in res["rows"].items():
+            row.update(share(min(row["s_per_step"]), flops))
+        base = res["rows"].get("tensorflow tutorial fp32") or res["rows"]["eager joint fp32"]
+        for row in res["rows"].values():  # < 1: faster than the baseline (TensorFlow where measured)
+            row["time_ratio_to_" + ("tensorflow" if "tensorflow tutorial fp32" in res["rows"] else "eager_fp32")] = \
+                round(min(row["s_per_step"]) / min(base["s_per_step"]), 3)
+        doc[name] = res
+
+    if "load" in only:
+        alone = quickstart_runs(1, args.load_steps, None)[0]
+        auto = quickstart_runs(2, args.load_steps, None)
+        forced = quickstart_runs(2, args.load_steps, os.cpu_count())
+        doc["load"] = {"steps": args.load_steps, "alone_s": round(alone, 1), "two_at_once_auto_s": auto,
+                       "two_at_once_all_cores_each_s": forced,
+                       "slowdown_auto": round(max(auto) / alone, 2), "slowdown_all_cores_each": round(max(forced) / alone, 2),
+                       "note": "2.0 is each run getting half the machine"}
+        print("load", doc["load"], flush=True)
+    Path(args.result).write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {args.result}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
