@@ -2,7 +2,7 @@
 own code, as shares of the machine's measured matmul peak, in fp32 / bf16 / torch.compile; and two trainings at
 once on the cores (issue 16).
 
-    python bench/speed.py [--rounds 2] [--tf-venv .bench-venv/tf] [--no-tf] [--only dcgan,gan2014,load]
+    python bench/speed.py [--rounds 2] [--tf-venv .bench-venv/tf] [--no-tf] [--only dcgan,gan2014,curves,load]
 
 Rows, all measured in this one run, interleaved by round (the machine is shared: compare ratios, not absolutes):
   peak        GFLOP/s of a 2048x2048 matmul, fp32 and (where the CPU has it natively) bf16;
@@ -13,6 +13,8 @@ Rows, all measured in this one run, interleaved by round (the machine is shared:
               torch.compile, bf16 autocast) and `counterfeit train dcgan-tf-mnist` itself (the whole loop: data,
               logging, hooks), fp32 / bf16 / compile;
   gan2014     the 2014 paper's MLP G and maxout D (batch 100, SGD + momentum, simultaneous update) the same ways;
+  curves      the same seed in bf16 and fp32, step by step (dcgan), and the 2014 GAN with this loop against
+              torch's own dropout, beside a second seed: the mathematics is the same where the gap is a seed's gap;
   load        the README's main job (`counterfeit train quickstart`, shortened) alone, then two at once: with the
               thread policy (train.threads auto) and with each forced to all cores (the old default).
 FLOPs per step are torch's flop counter over one forward + backward. Results: bench/results/speed.json.
@@ -98,8 +100,8 @@ def eager_step(model: str, levers: set[str], batch_x: torch.Tensor):
     def joint():
         with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
             fake = G(z())
-            out = D(torch.cat([batch_x, fake])).float()  # no BatchNorm in either D: one pass is two
-        real_out, fake_out = out[:n], out[n:]
+            # two passes, as the tutorial: G's gradient then flows back through D(fake) alone
+            real_out, fake_out = D(batch_x).float(), D(fake).float()
         ld, lg = d_loss(real_out, fake_out), F.softplus(-fake_out).mean()
         opt_d.zero_grad(set_to_none=True)
         opt_g.zero_grad(set_to_none=True)
@@ -113,7 +115,7 @@ def eager_step(model: str, levers: set[str], batch_x: torch.Tensor):
         with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
             with torch.no_grad():
                 fake = G(z())
-            out = D(torch.cat([batch_x, fake])).float()
+            out = D(torch.cat([batch_x, fake])).float()  # no BatchNorm in either D: one pass is two
         ld = d_loss(out[:n], out[n:])
         opt_d.zero_grad(set_to_none=True)
         ld.backward()
@@ -166,6 +168,45 @@ def counterfeit_step(preset: str, sets: list[str], steps: int, warmup: int) -> f
         rows = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
     t = {r["step"]: r["time"] for r in rows if "loss/D/total" in r}
     return (t[warmup + steps] - t[warmup]) / steps
+
+
+def counterfeit_curve(preset: str, sets: list[str], steps: int) -> list[dict]:
+    """Per-step metrics rows (log_every 1) of a short `counterfeit train PRESET` run on real data."""
+    from counterfeit.train import train
+
+    cfg = config.load_config(preset, [f"train.steps={steps}", "train.epochs=0", "train.log_every=1",
+                                      "train.sample_every=100000", "train.checkpoint_every=100000",
+                                      "train.parzen_monitor=false", *sets])
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["COUNTERFEIT_NO_TENSORBOARD"] = "1"
+        train(cfg, Path(tmp) / "run", progress=False)
+        rows = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if "loss/D/total" in r]
+
+
+def curve_check(preset: str, a: list[str], b: list[str], steps: int, torch_dropout_b: bool = False) -> dict:
+    """Two runs from one seed: per-step |difference| of the D and G losses, and each run's means over the second
+    half, beside a second seed of run a (how far two equally valid runs drift apart)."""
+    from counterfeit.nets import layers
+
+    ra = counterfeit_curve(preset, a, steps)
+    if torch_dropout_b:  # the same nets with torch's own dropout (the loop before issue 16)
+        fwd = layers.Dropout.forward
+        layers.Dropout.forward = lambda self, x: F.dropout(x, self.p, self.training)
+        try:
+            rb = counterfeit_curve(preset, b, steps)
+        finally:
+            layers.Dropout.forward = fwd
+    else:
+        rb = counterfeit_curve(preset, b, steps)
+    rs = counterfeit_curve(preset, a + ["train.seed=1"], steps)
+    out = {"a": a, "b": b + (["torch F.dropout"] if torch_dropout_b else []), "steps": steps}
+    for k in ("loss/D/total", "loss/G/total"):
+        d = np.abs(np.array([r[k] for r in ra]) - np.array([r[k] for r in rb]))
+        half = lambda rows: round(float(np.mean([r[k] for r in rows[steps // 2:]])), 4)  # noqa: E731
+        out[k] = {"max_abs_diff_per_step": round(float(d.max()), 4), "mean_abs_diff_per_step": round(float(d.mean()), 4),
+                  "second_half_mean_a": half(ra), "second_half_mean_b": half(rb), "second_half_mean_a_seed1": half(rs)}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- TensorFlow
@@ -226,7 +267,8 @@ def main(argv=None) -> int:
     p.add_argument("--load-steps", type=int, default=600, help="quickstart steps per run in the load rows")
     p.add_argument("--tf-venv", default=str(ROOT / ".bench-venv" / "tf"))
     p.add_argument("--no-tf", action="store_true")
-    p.add_argument("--only", default="dcgan,gan2014,load")
+    p.add_argument("--curve-steps", type=int, default=100, help="steps of the bf16-vs-fp32 curve check (x10 for gan2014)")
+    p.add_argument("--only", default="dcgan,gan2014,curves,load")
     p.add_argument("--result", default=str(HERE / "results" / "speed.json"))
     args = p.parse_args(argv)
     os.environ.setdefault("COUNTERFEIT_DATA", str(ROOT.parent / "shared" / "datasets"))
@@ -309,6 +351,16 @@ def main(argv=None) -> int:
             row["time_ratio_to_" + ("tensorflow" if "tensorflow tutorial fp32" in res["rows"] else "eager_fp32")] = \
                 round(min(row["s_per_step"]) / min(base["s_per_step"]), 3)
         doc[name] = res
+
+    if "curves" in only:
+        doc["curves"] = {}
+        if has_bf16:  # bf16 autocast (losses in fp32) against fp32, step by step
+            doc["curves"]["dcgan bf16 vs fp32"] = curve_check("dcgan-tf-mnist", ["train.precision=fp32"],
+                                                              ["train.precision=bf16"], args.curve_steps)
+        # the 2014 GAN with this loop (own dropout, separate D passes, fused SGD) against torch's dropout
+        doc["curves"]["gan2014 own dropout vs torch dropout"] = curve_check(
+            "gan2014-mnist", ["train.precision=fp32"], ["train.precision=fp32"], 10 * args.curve_steps, True)
+        print("curves", json.dumps(doc["curves"], indent=1), flush=True)
 
     if "load" in only:
         alone = quickstart_runs(1, args.load_steps, None)[0]

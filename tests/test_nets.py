@@ -42,7 +42,9 @@ def test_paper_initialisation_ranges_and_marginal_bias(digits):
 
 def test_dropout_keeps_the_configured_fractions():
     d = MaxoutDiscriminator((1, 28, 28), input_keep=0.8, hidden_keep=0.5)
-    drops = [m.p for m in d.modules() if isinstance(m, torch.nn.Dropout)]
+    from counterfeit.nets.layers import Dropout
+
+    drops = [m.p for m in d.modules() if isinstance(m, Dropout)]
     assert [round(p, 6) for p in drops] == [0.2, 0.5, 0.5]
     d.eval()
     x = torch.rand(4, 1, 28, 28)
@@ -72,3 +74,26 @@ def test_toy_generator_output_scale_auto_is_the_data_std():
     G2 = build_recipe(cfg, data.shape, None).G
     G2.load_state_dict(G.state_dict())
     assert_close(G2(z), G(z))
+
+
+def test_dropout_drops_at_rate_p_scales_the_rest_and_is_off_in_eval():
+    from counterfeit.nets.layers import Dropout
+
+    torch.manual_seed(0)
+    d = Dropout(0.3)
+    x = torch.randn(200, 64, 10, 10).contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = d(x)
+    kept = y != 0
+    n = x.numel()
+    assert abs(kept.float().mean().item() - 0.7) < 4 * (0.21 / n) ** 0.5  # binomial: 4 standard deviations
+    torch.testing.assert_close(y[kept], x[kept] / 0.7)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.7)  # the gradient flows through the kept units only
+    d.eval()
+    assert d(x) is x
+    with torch.autocast("cpu", torch.bfloat16):  # bf16 activations, fp32 uniforms: p is exact, not rounded
+        d.train()
+        h = torch.randn(4000, 500).bfloat16()
+        assert d(h).dtype == torch.bfloat16
+        assert abs((d(h) != 0).float().mean().item() - 0.7) < 4 * (0.21 / h.numel()) ** 0.5

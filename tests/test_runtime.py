@@ -162,8 +162,7 @@ def test_dcgan_tf_mnist_is_the_tutorials_joint_update(tmp_path, mnist_dir):
     opt_g = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.9, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.9, 0.999))
     fake = G(torch.randn(32, 100))
-    out = D(torch.cat([real, fake]))  # the tutorial's D(real), D(fake): no BatchNorm in D, one pass is the same
-    real_out, fake_out = out[:32], out[32:]
+    real_out, fake_out = D(real), D(fake)
     ones, zeros = torch.ones_like(real_out), torch.zeros_like(fake_out)
     d_loss = F.binary_cross_entropy_with_logits(real_out, ones) + F.binary_cross_entropy_with_logits(fake_out, zeros)
     g_loss = F.binary_cross_entropy_with_logits(fake_out, ones)
@@ -179,3 +178,19 @@ def test_dcgan_tf_mnist_is_the_tutorials_joint_update(tmp_path, mnist_dir):
             # Adam's first step is lr * g / (|g| + eps): about lr (1e-4) for every weight, so float noise in a gradient
             # near eps moves a weight by a share of lr; a different update moves thousands by ~lr
             torch.testing.assert_close(got[name][k], want[k], rtol=0, atol=1e-5)
+
+
+def test_channels_last_trains_the_same_nets_and_resumes(tmp_path, mnist_dir):
+    sets = [f"data.name={mnist_dir}", "data.split=train", "train.batch_size=16", "train.epochs=0", "train.threads=1",
+            "train.precision=fp32", "train.parzen_monitor=false", "train.checkpoint_every=2", "train.sample_every=2"]
+    # Radford's nets (no dropout: a channels_last mask is drawn in another element order, another valid draw)
+    sets += ["model.width_g=16", "model.width_d=16"]
+    plain = train(config.load_config("dcgan-mnist", sets + ["train.steps=4"]), tmp_path / "plain", progress=False)
+    cl = config.load_config("dcgan-mnist", sets + ["train.steps=2", "train.channels_last=true"])
+    train(cl, tmp_path / "cl", progress=False)
+    cl.train.steps = 4
+    res = train(cl, tmp_path / "cl", resume=True, progress=False)
+    a, b = (safe_load(r.checkpoint)["nets"] for r in (plain, res))
+    for net in ("G", "D"):  # other kernels, the same arithmetic: float noise amplified by Adam over 4 steps
+        for k in a[net]:
+            torch.testing.assert_close(b[net][k], a[net][k], rtol=0, atol=2e-4)

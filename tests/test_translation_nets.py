@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from counterfeit.errors import UserError
+from counterfeit.nets.layers import Dropout
 from counterfeit.nets.patchgan import PatchDiscriminator
 from counterfeit.nets.resnet import CycleResNetGenerator
 from counterfeit.nets.unet import UNetGenerator
@@ -35,8 +36,8 @@ def test_unet_refuses_sizes_that_do_not_fit_and_names_those_that_do():
 
 def test_unet_dropout_follows_the_authors_depth_rule():
     g = UNetGenerator(3, 3, 8, (256, 256), ngf=4)  # 256x256: three blocks with dropout
-    assert g.n_dropout == 3 and sum(isinstance(m, torch.nn.Dropout) for m in g.modules()) == 3
-    assert [i for i, u in enumerate(g.ups) if any(isinstance(m, torch.nn.Dropout) for m in u)] == [4, 5, 6]
+    assert g.n_dropout == 3 and sum(isinstance(m, Dropout) for m in g.modules()) == 3
+    assert [i for i, u in enumerate(g.ups) if any(isinstance(m, Dropout) for m in u)] == [4, 5, 6]
     with pytest.warns(UserWarning, match="no decoder block with dropout"):
         g = UNetGenerator(1, 3, 5, (32, 32), ngf=4)
     assert g.n_dropout == 0

@@ -120,6 +120,7 @@ class TrainConfig:
     # "auto": bf16 where the device computes it natively (AVX-512 BF16 / AMX, bf16 GPUs), else fp32
     precision: str = "auto"
     compile: bool = False  # torch.compile the networks (inductor; a C++ compiler on CPU): the first steps compile
+    channels_last: bool = False  # convolution weights and image batches in NHWC (oneDNN's bf16 / AMX kernels want it)
     sample_every: int = 0  # steps between fixed-noise grids (0 = once per epoch)
     sample_grid: int = 10  # grid is sample_grid x sample_grid
     checkpoint_every: int = 0  # steps between checkpoints (0 = once per epoch)

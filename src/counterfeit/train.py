@@ -48,7 +48,8 @@ from .viz.report import write_report
 # Keys that say how long / where to run, not what to train: they may change on --resume.
 # train.precision: where `auto` resolved differently (another machine), the run goes on in what this one has natively.
 RESUMABLE_KEYS = {"train.steps", "train.epochs", "train.device", "train.threads", "train.max_minutes",
-                  "train.eval_every", "train.eval_samples", "train.precision", "train.compile", "description"}
+                  "train.eval_every", "train.eval_samples", "train.precision", "train.compile", "train.channels_last",
+                  "description"}
 
 
 @dataclass
@@ -347,13 +348,15 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, head: str, resume: boo
     data = load_data(cfg.data.name, cfg.data.split, cfg.data.image_size, cfg.data.channels, cfg.data.limit)
     torch.manual_seed(t_cfg.seed)
     recipe = build_recipe(cfg, data.shape, data)
+    fmt = torch.channels_last if t_cfg.channels_last else torch.contiguous_format
     for m in recipe.nets.values():
-        m.to(device)
+        m.to(device, memory_format=fmt)  # the format applies to 4-D (convolution) weights only
     phases = recipe.phases()
     draws = sum(p.repeat for p in phases if p.data)  # minibatches per step
     # every image field becomes floats in the nets' range on the device, per batch; labels stay integers
     batches = Batches(data.index_groups, t_cfg.batch_size, t_cfg.seed, device,
-                      lambda k, v: v if v.dtype == torch.int64 else to_float(v, cfg.data.range))
+                      lambda k, v: v if v.dtype == torch.int64 else
+                      to_float(v, cfg.data.range).contiguous(memory_format=fmt if v.dim() == 4 else torch.contiguous_format))
     steps_per_epoch = max(1, batches.per_epoch // draws)
     total = t_cfg.steps or t_cfg.epochs * steps_per_epoch
     if total <= 0:
@@ -390,6 +393,10 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, head: str, resume: boo
     if t_cfg.compile:
         # in place: the modules stay themselves (their state_dict keys, the EMA copies, checkpoints unchanged);
         # inductor fuses each net's forward and backward elementwise work (BatchNorm, LeakyReLU, dropout)
+        import torch._functorch.config as functorch_config
+
+        # a joint phase runs backward twice over one graph (retain_graph), which donated buffers forbid
+        functorch_config.donated_buffer = False
         for m in recipe.nets.values():
             m.compile()
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cond import CondBatchNorm, CondDiscriminator, CondGenerator, register_table, size_error, sn_
+from .layers import Dropout
 
 
 # ---------------------------------------------------------------------------------------------- TF tutorial
@@ -53,8 +54,8 @@ class TFDiscriminator(CondDiscriminator):
         feat = 128 * math.ceil(h / 4) * math.ceil(w / 4)
         super().__init__(in_shape, num_classes, cond, feat, sn=False)
         self.body = nn.Sequential(
-            nn.Conv2d(self.in_channels, 64, 5, 2, 2), nn.LeakyReLU(0.3), nn.Dropout(0.3),
-            nn.Conv2d(64, 128, 5, 2, 2), nn.LeakyReLU(0.3), nn.Dropout(0.3), nn.Flatten(),
+            nn.Conv2d(self.in_channels, 64, 5, 2, 2), nn.LeakyReLU(0.3), Dropout(0.3),
+            nn.Conv2d(64, 128, 5, 2, 2), nn.LeakyReLU(0.3), Dropout(0.3), nn.Flatten(),
         )
 
     def features(self, x):

@@ -22,6 +22,30 @@ class Maxout(nn.Module):
         return z.view(x.shape[0], self.units, self.pieces).amax(dim=-1)  # (B, units)
 
 
+class Dropout(nn.Module):
+    """Inverted dropout, as nn.Dropout (zero each input with probability p, scale the rest by 1 / (1 - p)), with the
+    mask drawn as fp32 uniforms compared with p: torch's CPU bernoulli_ took 3.4x as long for the same mask (32 ms
+    against 9.6 ms for the tutorial D's 3.2M activations; bench/speed.py), 13% of that DCGAN step. Under bf16
+    autocast the uniforms stay fp32, so p is exact; the mask is cast to the activations' dtype."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        # fp32 uniforms from torch's generator, in x's memory format (a channels_last x with a contiguous mask
+        # sends the multiply and its backward down a slow strided path)
+        keep = torch.rand_like(x, dtype=torch.float32) >= self.p
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 def init_uniform_(module: nn.Module, irange: float) -> None:
     """pylearn2's `irange`: every weight ~ U[-irange, irange], every bias 0."""
     for m in module.modules():

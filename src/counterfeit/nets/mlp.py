@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..registry import register
-from .layers import Maxout, init_uniform_
+from .layers import Dropout, Maxout, init_uniform_
 
 
 class MLPGenerator(nn.Module):
@@ -49,8 +49,8 @@ class MaxoutDiscriminator(nn.Module):
         n_in = math.prod(in_shape)
         blocks: list[nn.Module] = []
         for i in range(layers):
-            blocks += [nn.Dropout(1.0 - (input_keep if i == 0 else hidden_keep)), Maxout(n_in if i == 0 else units, units, pieces)]
-        blocks += [nn.Dropout(1.0 - hidden_keep)]
+            blocks += [Dropout(1.0 - (input_keep if i == 0 else hidden_keep)), Maxout(n_in if i == 0 else units, units, pieces)]
+        blocks += [Dropout(1.0 - hidden_keep)]
         self.features = nn.Sequential(*blocks)
         self.logit = nn.Linear(units, 1)
         init_uniform_(self, init_range)

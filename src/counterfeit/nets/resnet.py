@@ -9,7 +9,7 @@ from torch import nn
 
 from ..errors import UserError
 from .cond import CondDiscriminator, CondGenerator, register_table, sn_, start_side
-from .layers import norm_layer
+from .layers import Dropout, norm_layer
 
 
 class _GBlock(nn.Module):
@@ -84,7 +84,7 @@ class _ResBlock(nn.Module):
         super().__init__()
         bias = norm == "instance"
         self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3, bias=bias), norm_layer(norm, ch),
-                                  nn.ReLU(True), *([nn.Dropout(0.5)] if dropout else []),
+                                  nn.ReLU(True), *([Dropout(0.5)] if dropout else []),
                                   nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3, bias=bias), norm_layer(norm, ch))
 
     def forward(self, x):

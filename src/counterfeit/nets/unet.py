@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from .layers import norm_layer
+from .layers import Dropout, norm_layer
 
 
 def unet_sizes(depth: int) -> str:
@@ -55,7 +55,7 @@ class UNetGenerator(nn.Module):
                 layers = [nn.ReLU(True), nn.ConvTranspose2d(cin, widths[i - 1], 4, 2, 1, bias=bias),
                           norm_layer(norm, widths[i - 1])]
                 if depth - 1 - self.n_dropout <= i < depth - 1:
-                    layers.append(nn.Dropout(0.5))
+                    layers.append(Dropout(0.5))
             self.ups.append(nn.Sequential(*layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
