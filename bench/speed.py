@@ -11,7 +11,7 @@ Rows, all measured in this one run, interleaved by round (the machine is shared:
               `pip install tensorflow-cpu==2.21.0` unless --tf-venv points at one), a hand-written eager PyTorch
               step on the same nets with each lever alone (the alternating update, channels_last, fused Adam,
               torch.compile, bf16 autocast) and `counterfeit train dcgan-tf-mnist` itself (the whole loop: data,
-              logging, hooks), fp32 / bf16 / compile;
+              logging, hooks), fp32 / bf16 (auto: with channels_last) / bf16 contiguous / compile;
   gan2014     the 2014 paper's MLP G and maxout D (batch 100, SGD + momentum, simultaneous update) the same ways;
   curves      the same seed in bf16 and fp32, step by step (dcgan), and the 2014 GAN with this loop against
               torch's own dropout, beside a second seed: the mathematics is the same where the gap is a seed's gap;
@@ -305,6 +305,8 @@ def main(argv=None) -> int:
                           "eager joint bf16 channels_last": ("eager", {"bf16", "channels_last"}),
                           "eager joint bf16 compile": ("eager", {"bf16", "compile"}),
                           "counterfeit dcgan-tf-mnist bf16 (auto)": ("cf", ["train.precision=auto"]),
+                          "counterfeit dcgan-tf-mnist bf16 contiguous": ("cf", ["train.precision=auto",
+                                                                                "train.memory_format=contiguous"]),
                           "counterfeit dcgan-tf-mnist bf16 compile": ("cf", ["train.precision=auto",
                                                                              "train.compile=true"])})
         tf = None

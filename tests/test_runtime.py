@@ -42,7 +42,8 @@ def test_auto_trains_in_fp32_where_the_cpu_has_no_native_bf16_and_says_so(tmp_pa
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     train(_tiny(mnist_dir), tmp_path / "avx2", progress=True)
-    assert json.loads((tmp_path / "avx2" / "config.json").read_text())["train"]["precision"] == "fp32"
+    recorded = json.loads((tmp_path / "avx2" / "config.json").read_text())["train"]
+    assert (recorded["precision"], recorded["memory_format"]) == ("fp32", "contiguous")
     head = capsys.readouterr().err.splitlines()[0]
     assert "cpu, fp32 (auto: this CPU has neither AVX-512 BF16 nor AMX" in head, head
 
@@ -51,8 +52,9 @@ def test_auto_trains_in_bf16_where_the_cpu_has_it(tmp_path, mnist_dir, monkeypat
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
     res = train(_tiny(mnist_dir), tmp_path / "amx", progress=True)
-    assert json.loads((tmp_path / "amx" / "config.json").read_text())["train"]["precision"] == "bf16"
-    assert "cpu, bf16 (auto: this CPU has AMX)" in capsys.readouterr().err
+    recorded = json.loads((tmp_path / "amx" / "config.json").read_text())["train"]
+    assert (recorded["precision"], recorded["memory_format"]) == ("bf16", "channels_last")
+    assert "cpu, bf16 (auto: this CPU has AMX), channels_last" in capsys.readouterr().err
     # and it is bf16 arithmetic: the same run in fp32 ends elsewhere
     fp32 = train(_tiny(mnist_dir, ["train.precision=fp32"]), tmp_path / "fp32", progress=False)
     a, b = (safe_load(r.checkpoint)["nets"]["G"] for r in (res, fp32))
@@ -182,11 +184,12 @@ def test_dcgan_tf_mnist_is_the_tutorials_joint_update(tmp_path, mnist_dir):
 
 def test_channels_last_trains_the_same_nets_and_resumes(tmp_path, mnist_dir):
     sets = [f"data.name={mnist_dir}", "data.split=train", "train.batch_size=16", "train.epochs=0", "train.threads=1",
-            "train.precision=fp32", "train.parzen_monitor=false", "train.checkpoint_every=2", "train.sample_every=2"]
+            "train.precision=fp32", "train.parzen_monitor=false", "train.checkpoint_every=2", "train.sample_every=2",
+            "train.memory_format=contiguous"]
     # Radford's nets (no dropout: a channels_last mask is drawn in another element order, another valid draw)
     sets += ["model.width_g=16", "model.width_d=16"]
     plain = train(config.load_config("dcgan-mnist", sets + ["train.steps=4"]), tmp_path / "plain", progress=False)
-    cl = config.load_config("dcgan-mnist", sets + ["train.steps=2", "train.channels_last=true"])
+    cl = config.load_config("dcgan-mnist", sets + ["train.steps=2", "train.memory_format=channels_last"])
     train(cl, tmp_path / "cl", progress=False)
     cl.train.steps = 4
     res = train(cl, tmp_path / "cl", resume=True, progress=False)

@@ -48,7 +48,7 @@ from .viz.report import write_report
 # Keys that say how long / where to run, not what to train: they may change on --resume.
 # train.precision: where `auto` resolved differently (another machine), the run goes on in what this one has natively.
 RESUMABLE_KEYS = {"train.steps", "train.epochs", "train.device", "train.threads", "train.max_minutes",
-                  "train.eval_every", "train.eval_samples", "train.precision", "train.compile", "train.channels_last",
+                  "train.eval_every", "train.eval_samples", "train.precision", "train.compile", "train.memory_format",
                   "description"}
 
 
@@ -334,8 +334,10 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
     # `auto` becomes what this machine computes natively; config.json records the precision the run trained in
     cfg = copy.deepcopy(cfg)
     cfg.train.precision, why = resolve_precision(cfg.train.precision, device)
+    if cfg.train.memory_format == "auto":
+        cfg.train.memory_format = "channels_last" if cfg.train.precision == "bf16" and device.type == "cpu" else "contiguous"
     with ThreadPolicy(cfg.train.threads, cfg.name) as threads:
-        head = (f"{cfg.name}: {device}, {cfg.train.precision} ({why}), {threads.describe()}"
+        head = (f"{cfg.name}: {device}, {cfg.train.precision} ({why}), {cfg.train.memory_format}, {threads.describe()}"
                 f"{', torch.compile' if cfg.train.compile else ''}")
         return _train(cfg, Path(out_dir), device, threads, head, resume, allow_config_change, progress)
 
@@ -348,7 +350,7 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, head: str, resume: boo
     data = load_data(cfg.data.name, cfg.data.split, cfg.data.image_size, cfg.data.channels, cfg.data.limit)
     torch.manual_seed(t_cfg.seed)
     recipe = build_recipe(cfg, data.shape, data)
-    fmt = torch.channels_last if t_cfg.channels_last else torch.contiguous_format
+    fmt = torch.channels_last if t_cfg.memory_format == "channels_last" else torch.contiguous_format
     for m in recipe.nets.values():
         m.to(device, memory_format=fmt)  # the format applies to 4-D (convolution) weights only
     phases = recipe.phases()
