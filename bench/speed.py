@@ -356,9 +356,11 @@ def main(argv=None) -> int:
 
     if "curves" in only:
         doc["curves"] = {}
-        if has_bf16:  # bf16 autocast (losses in fp32) against fp32, step by step
-            doc["curves"]["dcgan bf16 vs fp32"] = curve_check("dcgan-tf-mnist", ["train.precision=fp32"],
-                                                              ["train.precision=bf16"], args.curve_steps)
+        if has_bf16:  # bf16 autocast (losses in fp32) against fp32, step by step; both contiguous, so that the
+            # dropout masks are the same draws (channels_last fills them in another element order)
+            doc["curves"]["dcgan bf16 vs fp32"] = curve_check(
+                "dcgan-tf-mnist", ["train.precision=fp32", "train.memory_format=contiguous"],
+                ["train.precision=bf16", "train.memory_format=contiguous"], args.curve_steps)
         # the 2014 GAN with this loop (own dropout, separate D passes, fused SGD) against torch's dropout
         doc["curves"]["gan2014 own dropout vs torch dropout"] = curve_check(
             "gan2014-mnist", ["train.precision=fp32"], ["train.precision=fp32"], 10 * args.curve_steps, True)
