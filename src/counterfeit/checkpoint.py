@@ -10,8 +10,11 @@ flushed to disk and renamed over the target, so a crash mid-write leaves the pre
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -24,18 +27,50 @@ _NAME = re.compile(r"^step-(\d+)\.pt$")
 
 
 def atomic_save(obj, path: Path) -> None:
+    """Write `obj` to `path` through a temp file and a rename. A full disk or an unwritable folder is a UserError that
+    names the folder and the space needed; no partial file is left and the previous file at `path` is untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    buf = io.BytesIO()
+    torch.save(obj, buf)  # serialised first: the size is known before the disk is touched
+    data = buf.getbuffer()
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(path.parent).free
+        if free < len(data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(write_error(path, e, len(data))) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_error(path: Path, e: OSError, size: int | None = None) -> str:
+    """One line for a failed write: what, where, why, and on a full disk how much space it needed."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = f", {shutil.disk_usage(Path(path).parent).free / 1e6:.1f} MB free"
+        except OSError:
+            free = ""
+        need = f" ({size / 1e6:.1f} MB needed{free})" if size else ""
+        return f"cannot write {path}: no space left in {Path(path).parent}{need}; free some space and --resume"
+    return f"cannot write {path}: {e.strerror or e}"
+
+
+def clean_orphans(run_dir: Path) -> list[Path]:
+    """Remove the temp files of checkpoint writes that a killed process left behind (call with the run dir locked)."""
+    d = Path(run_dir) / "checkpoints"
+    gone = [p for p in d.glob(".*.tmp")] if d.is_dir() else []
+    for p in gone:
+        p.unlink(missing_ok=True)
+    return gone
 
 
 def safe_load(path: Path) -> dict:

@@ -22,6 +22,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -271,12 +272,58 @@ class Hook:
 
 
 def _guard_run_dir(run: Path, resume: bool) -> None:
+    if run.exists() and not run.is_dir():
+        raise UserError(f"{run} exists and is not a folder; choose another --out")
     if resume:
         return
     if (run / "config.json").exists() or ckpt.list_checkpoints(run):
         raise UserError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
-    if run.exists() and (not run.is_dir() or any(run.iterdir())):
+    if run.exists() and any(p.name != RunLock.NAME for p in run.iterdir()):
         raise UserError(f"{run} exists and is not an empty folder; choose another --out")
+
+
+class RunLock:
+    """An exclusive lock on a run dir for as long as one training uses it: a second `train` on the same --out gets
+    one line instead of interleaving its metrics and overwriting the first one's checkpoints. It is an flock on
+    RUN/.lock, which the kernel releases when the process dies however it dies, so a lock is never stale. A run
+    dir that this lock created and nothing else was written to is removed again on exit."""
+
+    NAME = ".lock"
+
+    def __init__(self, run: Path):
+        self.run, self.f, self.created = run, None, not run.exists()
+
+    def __enter__(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            return self
+        try:
+            self.run.mkdir(parents=True, exist_ok=True)
+            self.f = open(self.run / self.NAME, "a+")
+        except OSError as e:
+            raise UserError(ckpt.write_error(self.run / self.NAME, e)) from None
+        try:
+            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.f.seek(0)
+            holder = self.f.read().strip() or "?"
+            self.f.close()
+            raise UserError(f"{self.run} is in use by another training (pid {holder}); wait for it to finish or "
+                            "choose another --out") from None
+        self.f.seek(0)
+        self.f.truncate()
+        self.f.write(str(os.getpid()))
+        self.f.flush()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        if self.f is not None:
+            if self.created and [p.name for p in self.run.iterdir()] == [self.NAME]:
+                (self.run / self.NAME).unlink(missing_ok=True)  # nothing was written: leave nothing behind
+                self.run.rmdir()
+            self.f.close()  # releases the flock
+        return False
 
 
 def _write_json(path: Path, obj) -> None:
@@ -336,7 +383,7 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
     cfg.train.precision, why = resolve_precision(cfg.train.precision, device)
     if cfg.train.memory_format == "auto":
         cfg.train.memory_format = "channels_last" if cfg.train.precision == "bf16" and device.type == "cpu" else "contiguous"
-    with ThreadPolicy(cfg.train.threads, cfg.name) as threads:
+    with RunLock(Path(out_dir)), ThreadPolicy(cfg.train.threads, cfg.name) as threads:
         head = (f"{cfg.name}: {device}, {cfg.train.precision} ({why}), {cfg.train.memory_format}, {threads.describe()}"
                 f"{', torch.compile' if cfg.train.compile else ''}")
         return _train(cfg, Path(out_dir), device, threads, head, resume, allow_config_change, progress)
@@ -371,10 +418,21 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, head: str, resume: boo
     # bad evaluation settings fail here, before anything is written to the run dir
     evaluator = _Evaluator(cfg, run, data) if t_cfg.eval_every > 0 else None
 
+    removed = ckpt.clean_orphans(run)  # temp files of writes a killed process left (the run dir is locked: ours)
+    if removed and progress:
+        print(f"removed {len(removed)} unfinished checkpoint file(s) of an interrupted write", file=sys.stderr)
+    if resume and ckpt.latest_checkpoint(run) is None:
+        if not (run / "config.json").is_file():
+            raise UserError(f"--resume: no run in {run} (no config.json, no checkpoint)")
+        # it stopped before its first checkpoint: nothing to restore, so it starts again from step 0
+        if progress:
+            print(f"{run} has no checkpoint yet: starting it from step 0", file=sys.stderr)
+        resume = False
+        for p in [run / "metrics.jsonl", *(run / "samples").glob("step-*.png")]:
+            p.unlink(missing_ok=True)
+        shutil.rmtree(run / "tb", ignore_errors=True)
     if resume:
         path = ckpt.latest_checkpoint(run)
-        if path is None:
-            raise UserError(f"--resume: no checkpoint in {run}")
         state = ckpt.safe_load(path)
         # the run's config with today's defaults for keys added since it was written (they change nothing)
         changes = [c for c in config_mod.diff(config_mod.from_dict(json.loads(state["config"])).to_dict(), cfg.to_dict())

@@ -1,0 +1,107 @@
+"""Faults a run survives: a second training on one run dir, a full disk during a checkpoint, temp files of a killed
+write, a run that stopped before its first checkpoint."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from counterfeit import checkpoint as ckpt
+from counterfeit.checkpoint import latest_checkpoint, list_checkpoints, safe_load
+from counterfeit.cli.__main__ import main
+from conftest import tiny_overrides
+
+
+def _argv(data, out, steps, extra=()):
+    sets = tiny_overrides(data, steps) + ["train.parzen_monitor=false", "train.threads=1", *extra]
+    return ["train", "gan2014-mnist", "--no-progress", "--out", str(out), *sum([["--set", s] for s in sets], [])]
+
+
+def _err_lines(capsys):
+    return capsys.readouterr().err.strip().splitlines()
+
+
+def test_a_second_training_on_one_run_dir_is_refused_and_a_killed_holder_frees_it(tmp_path, mnist_dir, capsys):
+    run = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "counterfeit", *_argv(mnist_dir, run, 100000)],
+                             env={**os.environ, "COUNTERFEIT_NO_TENSORBOARD": "1"}, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not list_checkpoints(run) and time.time() < deadline and first.poll() is None:
+            time.sleep(0.05)
+        assert list_checkpoints(run), first.stderr.read() if first.poll() is not None else "no checkpoint in 60 s"
+        before = sorted(p.name for p in (run / "checkpoints").iterdir())
+        # (steps=1: without the lock this would return at once with 0, not train beside the first one)
+        assert main(_argv(mnist_dir, run, 1) + ["--resume"]) == 2
+        err = _err_lines(capsys)
+        assert len(err) == 1 and f"is in use by another training (pid {first.pid})" in err[0], err
+        assert main(_argv(mnist_dir, run, 1)) == 2  # a fresh start on it is refused as before
+        capsys.readouterr()
+    finally:
+        first.kill()  # SIGKILL: no cleanup runs, the kernel drops the lock
+        first.wait(timeout=30)
+    assert before  # the refused processes wrote nothing over the first one's checkpoints
+    stopped = int(safe_load(latest_checkpoint(run))["step"])
+    assert main(_argv(mnist_dir, run, stopped + 2) + ["--resume"]) == 0
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_previous_one(tmp_path, mnist_dir, capsys, monkeypatch):
+    run = tmp_path / "run"
+    assert main(_argv(mnist_dir, run, 3)) == 0
+    good = latest_checkpoint(run)
+    good_bytes = good.read_bytes()
+    capsys.readouterr()
+
+    real_mkstemp = ckpt.tempfile.mkstemp
+
+    def full_disk(dir, prefix, suffix):  # the temp file exists, and writing it hits a real ENOSPC (/dev/full)
+        fd, path = real_mkstemp(dir=dir, prefix=prefix, suffix=suffix)
+        os.close(fd)
+        return os.open("/dev/full", os.O_WRONLY), path
+
+    monkeypatch.setattr(ckpt.tempfile, "mkstemp", full_disk)
+    assert main(_argv(mnist_dir, run, 6) + ["--resume"]) == 2
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "no space left in" in err[0] and "MB needed" in err[0] and "Traceback" not in err[0], err
+    assert latest_checkpoint(run) == good and good.read_bytes() == good_bytes
+    assert not list((run / "checkpoints").glob(".*.tmp"))  # no partial file left
+
+
+def test_too_little_free_space_is_refused_before_writing(tmp_path, monkeypatch):
+    monkeypatch.setattr(ckpt.shutil, "disk_usage", lambda p: type("U", (), {"free": 10})())
+    target = tmp_path / "c" / "step-00000001.pt"
+    try:
+        ckpt.atomic_save({"x": list(range(1000))}, target)
+        raise AssertionError("no error")
+    except ckpt.UserError as e:
+        assert "no space left" in str(e) and "MB needed" in str(e)
+    assert not target.exists() and not list(target.parent.glob(".*"))
+
+
+def test_temp_files_of_a_killed_write_are_removed_on_the_next_start(tmp_path, mnist_dir, capsys):
+    run = tmp_path / "run"
+    assert main(_argv(mnist_dir, run, 3)) == 0
+    orphan = run / "checkpoints" / ".step-00000006.pt.x1y2z3.tmp"
+    orphan.write_bytes(b"\0" * 1000)  # what a kill -9 in the middle of torch.save leaves
+    assert main(_argv(mnist_dir, run, 6) + ["--resume"]) == 0
+    assert not orphan.exists() and int(safe_load(latest_checkpoint(run))["step"]) == 6
+
+
+def test_a_run_that_stopped_before_its_first_checkpoint_resumes_from_step_0(tmp_path, mnist_dir, capsys):
+    run = tmp_path / "run"
+    diverge = ["optim.lr_d=1e30", "optim.lr_g=1e30", "optim.momentum=0", "optim.final_momentum=0",
+               "train.log_every=5", "train.checkpoint_every=100"]
+    assert main(_argv(mnist_dir, run, 12, diverge)) == 3  # diverged at step 5, before any checkpoint
+    assert (run / "config.json").is_file() and not list_checkpoints(run)
+    assert main(_argv(mnist_dir, run, 12, diverge)) == 2  # a rerun is refused: it holds a run ...
+    capsys.readouterr()
+    assert main(_argv(mnist_dir, run, 6) + ["--resume"]) == 0  # ... and --resume starts it cleanly
+    assert int(safe_load(latest_checkpoint(run))["step"]) == 6
+
+
+def test_a_refused_fresh_start_leaves_no_run_dir(tmp_path, mnist_dir, capsys):
+    run = tmp_path / "new"
+    assert main(_argv(mnist_dir, run, 3, [f"data.name={tmp_path / 'no-such-data'}"])) == 2
+    assert len(_err_lines(capsys)) == 1 and not run.exists()
