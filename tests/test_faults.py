@@ -105,3 +105,24 @@ def test_a_refused_fresh_start_leaves_no_run_dir(tmp_path, mnist_dir, capsys):
     run = tmp_path / "new"
     assert main(_argv(mnist_dir, run, 3, [f"data.name={tmp_path / 'no-such-data'}"])) == 2
     assert len(_err_lines(capsys)) == 1 and not run.exists()
+
+
+def test_steps_beside_a_set_of_the_length_is_refused(capsys):
+    assert main(["train", "quickstart", "--steps", "5", "--set", "train.steps=7", "--dry-run"]) == 2
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "--steps 5 and --set train.steps=7 both say how long to train" in err[0], err
+
+
+def test_a_toy_run_samples_points_to_npz_and_refuses_a_folder(tmp_path, capsys):
+    import numpy as np
+
+    run = tmp_path / "toy"
+    assert main(["train", "toy2d-gan", "--steps", "5", "--no-progress", "--out", str(run),
+                 "--set", "train.sample_every=5", "--set", "train.checkpoint_every=5"]) == 0
+    assert main(["sample", str(run), "--n", "10", "--out", str(tmp_path / "pts.npz")]) == 0
+    with np.load(tmp_path / "pts.npz") as d:
+        assert list(d) == ["points"] and d["points"].shape == (10, 2) and d["points"].dtype == np.float32
+    capsys.readouterr()
+    assert main(["sample", str(run), "--n", "10", "--out", str(tmp_path / "pngs")]) == 2
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "its samples are points, not images" in err[0] and not (tmp_path / "pngs").exists()

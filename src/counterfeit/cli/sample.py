@@ -1,4 +1,5 @@
-"""Draw samples from a trained generator into an .npz (uint8 `images`, (N, H, W, C)) or a folder of PNGs."""
+"""Draw samples from a trained generator into an .npz (uint8 `images`, (N, H, W, C); a 2D toy run's `points`, (N, 2)
+float32) or a folder of PNGs."""
 
 from __future__ import annotations
 
@@ -55,6 +56,10 @@ def run(args) -> int:
     else:
         images = generate(recipe, args.n, seed=args.seed, labels=labels)
     out = Path(args.out)
+    points = images.dim() == 2  # a 2D toy run: (N, 2) points, not images
+    if points and out.suffix != ".npz":
+        raise UserError(f"{info['path']} is a 2D toy run: its samples are points, not images; write them to an .npz "
+                        "(key `points`, (N, 2) float32), or draw them with `counterfeit report RUN`")
     if out.suffix == ".npz":
         if out.exists():
             raise UserError(f"{out} exists; refusing to overwrite it")
