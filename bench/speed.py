@@ -323,8 +323,9 @@ def main(argv=None) -> int:
                  "counterfeit gan2014-mnist fp32 compile": ("cf", ["train.precision=fp32", "train.compile=true"])}
         if has_bf16:
             cases.update({"eager joint bf16": ("eager", {"bf16"}), "eager joint bf16 compile": ("eager", {"bf16", "compile"}),
-                          "counterfeit gan2014-mnist bf16 (auto)": ("cf", ["train.precision=auto"]),
-                          "counterfeit gan2014-mnist bf16 compile": ("cf", ["train.precision=auto",
+                          # forced: auto keeps MLP nets in fp32 (in bf16 the 2014 GAN collapsed)
+                          "counterfeit gan2014-mnist bf16": ("cf", ["train.precision=bf16"]),
+                          "counterfeit gan2014-mnist bf16 compile": ("cf", ["train.precision=bf16",
                                                                             "train.compile=true"])})
         models.append(("gan2014", x, cases, None, args.gan2014_steps, 20, "gan2014-mnist"))
 

@@ -25,6 +25,14 @@ def _tiny(data, extra=(), steps=3):
     return config.load_config("gan2014-mnist", tiny_overrides(data, steps) + ["train.parzen_monitor=false", *extra])
 
 
+def _tiny_conv(data, extra=(), steps=3):
+    """The tutorial's DCGAN on 16-image batches: convolutional nets, which precision=auto may train in bf16."""
+    return config.load_config("dcgan-tf-mnist", [f"data.name={data}", "data.split=train", "train.batch_size=16",
+                                                 f"train.steps={steps}", "train.epochs=0", "train.threads=1",
+                                                 "train.parzen_monitor=false", "train.checkpoint_every=3",
+                                                 "train.sample_every=3", *extra])
+
+
 # ---------------------------------------------------------------------------------------------- precision
 
 
@@ -41,7 +49,7 @@ def test_the_real_capability_query_agrees_with_the_cpu_flags():
 def test_auto_trains_in_fp32_where_the_cpu_has_no_native_bf16_and_says_so(tmp_path, mnist_dir, monkeypatch, capsys):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    train(_tiny(mnist_dir), tmp_path / "avx2", progress=True)
+    train(_tiny_conv(mnist_dir), tmp_path / "avx2", progress=True)
     recorded = json.loads((tmp_path / "avx2" / "config.json").read_text())["train"]
     assert (recorded["precision"], recorded["memory_format"]) == ("fp32", "contiguous")
     head = capsys.readouterr().err.splitlines()[0]
@@ -51,23 +59,35 @@ def test_auto_trains_in_fp32_where_the_cpu_has_no_native_bf16_and_says_so(tmp_pa
 def test_auto_trains_in_bf16_where_the_cpu_has_it(tmp_path, mnist_dir, monkeypatch, capsys):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
-    res = train(_tiny(mnist_dir), tmp_path / "amx", progress=True)
+    res = train(_tiny_conv(mnist_dir), tmp_path / "amx", progress=True)
     recorded = json.loads((tmp_path / "amx" / "config.json").read_text())["train"]
     assert (recorded["precision"], recorded["memory_format"]) == ("bf16", "channels_last")
     assert "cpu, bf16 (auto: this CPU has AMX), channels_last" in capsys.readouterr().err
     # and it is bf16 arithmetic: the same run in fp32 ends elsewhere
-    fp32 = train(_tiny(mnist_dir, ["train.precision=fp32"]), tmp_path / "fp32", progress=False)
+    fp32 = train(_tiny_conv(mnist_dir, ["train.precision=fp32"]), tmp_path / "fp32", progress=False)
     a, b = (safe_load(r.checkpoint)["nets"]["G"] for r in (res, fp32))
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_auto_keeps_mlp_nets_and_unchecked_recipes_in_fp32_and_says_why(tmp_path, mnist_dir, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    train(_tiny(mnist_dir), tmp_path / "mlp", progress=True)  # the 2014 GAN: in bf16 it collapsed
+    assert json.loads((tmp_path / "mlp" / "config.json").read_text())["train"]["precision"] == "fp32"
+    assert "cpu, fp32 (auto: MLP nets train in fp32 (in bf16 the 2014 GAN collapsed))" in capsys.readouterr().err
+    vae = config.load_config("vae-conv-mnist", [f"data.name={mnist_dir}", "data.split=train", "train.steps=1",
+                                                "train.epochs=0", "train.batch_size=16", "train.parzen_monitor=false"])
+    train(vae, tmp_path / "vae", progress=True)
+    assert "fp32 (auto: recipe 'vae' is not checked in bf16)" in capsys.readouterr().err
 
 
 def test_a_run_resumes_where_auto_resolves_otherwise(tmp_path, mnist_dir, monkeypatch):
     """config.json records bf16 on a bf16 machine; resumed on one without, the run goes on in fp32."""
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
-    train(_tiny(mnist_dir, steps=3), tmp_path / "run", progress=False)
+    train(_tiny_conv(mnist_dir, steps=3), tmp_path / "run", progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["precision"] == "bf16"
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    res = train(_tiny(mnist_dir, steps=6), tmp_path / "run", resume=True, progress=False)
+    res = train(_tiny_conv(mnist_dir, steps=6), tmp_path / "run", resume=True, progress=False)
     assert res.step == 6 and json.loads((tmp_path / "run" / "config.json").read_text())["train"]["precision"] == "fp32"
 
 

@@ -56,11 +56,14 @@ def native_bf16(device: torch.device) -> tuple[bool, str]:
     return False, "this CPU has neither AVX-512 BF16 nor AMX (bf16 would be emulated, slower than fp32)"
 
 
-def resolve_precision(requested: str, device: torch.device) -> tuple[str, str]:
-    """(fp32 | bf16, why): `auto` is bf16 where the device has it natively, else fp32; the others are taken as
-    asked, with a warning-worthy reason when bf16 is asked for on hardware that only emulates it."""
+def resolve_precision(requested: str, device: torch.device, suited: tuple[bool, str] = (True, "")) -> tuple[str, str]:
+    """(fp32 | bf16, why): `auto` is bf16 where the device has it natively and the recipe is suited to it (`suited`:
+    the recipe's bf16_auto()), else fp32; the others are taken as asked, with a warning-worthy reason when bf16 is
+    asked for on hardware that only emulates it."""
     ok, why = native_bf16(device)
     if requested == "auto":
+        if ok and not suited[0]:
+            return "fp32", f"auto: {suited[1]}"
         return ("bf16" if ok else "fp32"), f"auto: {why}"
     if requested == "bf16" and not ok:
         return "bf16", f"as set, though {why}"

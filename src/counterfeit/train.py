@@ -378,18 +378,12 @@ def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, all
           progress: bool = True) -> RunResult:
     _guard_run_dir(Path(out_dir), resume)
     device = resolve_device(cfg.train.device)
-    # `auto` becomes what this machine computes natively; config.json records the precision the run trained in
-    cfg = copy.deepcopy(cfg)
-    cfg.train.precision, why = resolve_precision(cfg.train.precision, device)
-    if cfg.train.memory_format == "auto":
-        cfg.train.memory_format = "channels_last" if cfg.train.precision == "bf16" and device.type == "cpu" else "contiguous"
+    cfg = copy.deepcopy(cfg)  # `auto` settings are resolved in it (config.json records what the run trained in)
     with RunLock(Path(out_dir)), ThreadPolicy(cfg.train.threads, cfg.name) as threads:
-        head = (f"{cfg.name}: {device}, {cfg.train.precision} ({why}), {cfg.train.memory_format}, {threads.describe()}"
-                f"{', torch.compile' if cfg.train.compile else ''}")
-        return _train(cfg, Path(out_dir), device, threads, head, resume, allow_config_change, progress)
+        return _train(cfg, Path(out_dir), device, threads, resume, allow_config_change, progress)
 
 
-def _train(cfg, run: Path, device, threads: ThreadPolicy, head: str, resume: bool, allow_config_change: bool,
+def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_config_change: bool,
            progress: bool) -> RunResult:
     t_cfg = cfg.train
 
@@ -397,6 +391,12 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, head: str, resume: boo
     data = load_data(cfg.data.name, cfg.data.split, cfg.data.image_size, cfg.data.channels, cfg.data.limit)
     torch.manual_seed(t_cfg.seed)
     recipe = build_recipe(cfg, data.shape, data)
+    # `auto`: bf16 where the device computes it natively and the recipe's nets train well in it
+    t_cfg.precision, why = resolve_precision(t_cfg.precision, device, recipe.bf16_auto())
+    if t_cfg.memory_format == "auto":
+        t_cfg.memory_format = "channels_last" if t_cfg.precision == "bf16" and device.type == "cpu" else "contiguous"
+    head = (f"{cfg.name}: {device}, {t_cfg.precision} ({why}), {t_cfg.memory_format}, {threads.describe()}"
+            f"{', torch.compile' if t_cfg.compile else ''}")
     fmt = torch.channels_last if t_cfg.memory_format == "channels_last" else torch.contiguous_format
     for m in recipe.nets.values():
         m.to(device, memory_format=fmt)  # the format applies to 4-D (convolution) weights only
