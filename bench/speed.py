@@ -100,8 +100,8 @@ def eager_step(model: str, levers: set[str], batch_x: torch.Tensor):
     def joint():
         with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
             fake = G(z())
-            # two passes, as the tutorial: G's gradient then flows back through D(fake) alone
-            real_out, fake_out = D(batch_x).float(), D(fake).float()
+            out = D(torch.cat([batch_x, fake])).float()  # one pass, as counterfeit's loop (recipes/base.py _d_pass)
+            real_out, fake_out = out[:n], out[n:]
         ld, lg = d_loss(real_out, fake_out), F.softplus(-fake_out).mean()
         opt_d.zero_grad(set_to_none=True)
         opt_g.zero_grad(set_to_none=True)
@@ -269,6 +269,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-tf", action="store_true")
     p.add_argument("--curve-steps", type=int, default=100, help="steps of the bf16-vs-fp32 curve check (x10 for gan2014)")
     p.add_argument("--only", default="dcgan,gan2014,curves,load")
+    p.add_argument("--rows", default="", help="comma-separated substrings: run only the rows whose label has one")
     p.add_argument("--result", default=str(HERE / "results" / "speed.json"))
     args = p.parse_args(argv)
     os.environ.setdefault("COUNTERFEIT_DATA", str(ROOT.parent / "shared" / "datasets"))
@@ -335,6 +336,8 @@ def main(argv=None) -> int:
         print(f"{name}: {flops / 1e9:.2f} GFLOP per step", flush=True)
         for rnd in range(args.rounds):
             todo = ([("tensorflow tutorial fp32", None)] if tf else []) + list(cases.items())
+            if args.rows:
+                todo = [(label, c) for label, c in todo if any(k in label for k in args.rows.split(","))]
             for label, case in todo:
                 if case is None:
                     r = tf()
@@ -349,7 +352,7 @@ def main(argv=None) -> int:
                 print(f"  round {rnd + 1} {label}: {s * 1000:.1f} ms/step", flush=True)
         for label, row in res["rows"].items():
             row.update(share(min(row["s_per_step"]), flops))
-        base = res["rows"].get("tensorflow tutorial fp32") or res["rows"]["eager joint fp32"]
+        base = res["rows"].get("tensorflow tutorial fp32") or res["rows"].get("eager joint fp32") or next(iter(res["rows"].values()))
         for row in res["rows"].values():  # < 1: faster than the baseline (TensorFlow where measured)
             row["time_ratio_to_" + ("tensorflow" if "tensorflow tutorial fp32" in res["rows"] else "eager_fp32")] = \
                 round(min(row["s_per_step"]) / min(base["s_per_step"]), 3)
