@@ -107,12 +107,6 @@ def test_a_refused_fresh_start_leaves_no_run_dir(tmp_path, mnist_dir, capsys):
     assert len(_err_lines(capsys)) == 1 and not run.exists()
 
 
-def test_steps_beside_a_set_of_the_length_is_refused(capsys):
-    assert main(["train", "quickstart", "--steps", "5", "--set", "train.steps=7", "--dry-run"]) == 2
-    err = _err_lines(capsys)
-    assert len(err) == 1 and "--steps 5 and --set train.steps=7 both say how long to train" in err[0], err
-
-
 def test_a_toy_run_samples_points_to_npz_and_refuses_a_folder(tmp_path, capsys):
     import numpy as np
 

@@ -184,7 +184,10 @@ def test_dcgan_tf_mnist_is_the_tutorials_joint_update(tmp_path, mnist_dir):
     opt_g = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.9, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.9, 0.999))
     fake = G(torch.randn(32, 100))
-    real_out, fake_out = D(real), D(fake)
+    # the tutorial's D(real), D(fake): no BatchNorm in D, so one pass over both is the same function (and draws the
+    # dropout masks in the loop's order)
+    out = D(torch.cat([real, fake]))
+    real_out, fake_out = out[:32], out[32:]
     ones, zeros = torch.ones_like(real_out), torch.zeros_like(fake_out)
     d_loss = F.binary_cross_entropy_with_logits(real_out, ones) + F.binary_cross_entropy_with_logits(fake_out, zeros)
     g_loss = F.binary_cross_entropy_with_logits(fake_out, ones)

@@ -43,10 +43,6 @@ def resolve_config(args) -> tuple[config.Config, Path]:
         overrides.append(f"data.name={args.data}")
         if args.data not in ("mnist",):
             overrides.append("data.split=train")  # the paper split exists for full MNIST only
-    for flag, value in (("steps", args.steps), ("epochs", args.epochs)):
-        clash = [o for o in overrides if o.split("=", 1)[0].strip() in ("train.steps", "train.epochs")]
-        if value is not None and clash:
-            raise UserError(f"--{flag} {value} and --set {clash[0]} both say how long to train; give one of them")
     if args.steps is not None:
         overrides += [f"train.steps={args.steps}", "train.epochs=0"]
     if args.epochs is not None:
