@@ -154,27 +154,11 @@ def step_flops(model: str, batch_x: torch.Tensor) -> float:
 # ---------------------------------------------------------------------------------------------- counterfeit's loop
 
 
-def counterfeit_step(preset: str, sets: list[str], steps: int, warmup: int) -> float:
-    """Seconds per step of `counterfeit train PRESET` on real data: the loop's own clock between two metrics rows
-    (every hook inside, the preview and checkpoint at the end outside)."""
+def counterfeit_rows(preset: str, sets: list[str], steps: int, log_every: int = 1) -> list[dict]:
+    """The loss rows of metrics.jsonl from a short `counterfeit train PRESET` run on real data."""
     from counterfeit.train import train
 
-    cfg = config.load_config(preset, [f"train.steps={warmup + steps}", "train.epochs=0", f"train.log_every={warmup}",
-                                      "train.sample_every=100000", "train.checkpoint_every=100000",
-                                      "train.parzen_monitor=false", *sets])
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["COUNTERFEIT_NO_TENSORBOARD"] = "1"
-        train(cfg, Path(tmp) / "run", progress=False)
-        rows = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
-    t = {r["step"]: r["time"] for r in rows if "loss/D/total" in r}
-    return (t[warmup + steps] - t[warmup]) / steps
-
-
-def counterfeit_curve(preset: str, sets: list[str], steps: int) -> list[dict]:
-    """Per-step metrics rows (log_every 1) of a short `counterfeit train PRESET` run on real data."""
-    from counterfeit.train import train
-
-    cfg = config.load_config(preset, [f"train.steps={steps}", "train.epochs=0", "train.log_every=1",
+    cfg = config.load_config(preset, [f"train.steps={steps}", "train.epochs=0", f"train.log_every={log_every}",
                                       "train.sample_every=100000", "train.checkpoint_every=100000",
                                       "train.parzen_monitor=false", *sets])
     with tempfile.TemporaryDirectory() as tmp:
@@ -184,22 +168,29 @@ def counterfeit_curve(preset: str, sets: list[str], steps: int) -> list[dict]:
     return [r for r in rows if "loss/D/total" in r]
 
 
+def counterfeit_step(preset: str, sets: list[str], steps: int, warmup: int) -> float:
+    """Seconds per step of `counterfeit train PRESET`: the loop's own clock between two metrics rows (every hook
+    inside, the preview and checkpoint at the end outside)."""
+    t = {r["step"]: r["time"] for r in counterfeit_rows(preset, sets, warmup + steps, log_every=warmup)}
+    return (t[warmup + steps] - t[warmup]) / steps
+
+
 def curve_check(preset: str, a: list[str], b: list[str], steps: int, torch_dropout_b: bool = False) -> dict:
     """Two runs from one seed: per-step |difference| of the D and G losses, and each run's means over the second
     half, beside a second seed of run a (how far two equally valid runs drift apart)."""
     from counterfeit.nets import layers
 
-    ra = counterfeit_curve(preset, a, steps)
+    ra = counterfeit_rows(preset, a, steps)
     if torch_dropout_b:  # the same nets with torch's own dropout (the loop before issue 16)
         fwd = layers.Dropout.forward
         layers.Dropout.forward = lambda self, x: F.dropout(x, self.p, self.training)
         try:
-            rb = counterfeit_curve(preset, b, steps)
+            rb = counterfeit_rows(preset, b, steps)
         finally:
             layers.Dropout.forward = fwd
     else:
-        rb = counterfeit_curve(preset, b, steps)
-    rs = counterfeit_curve(preset, a + ["train.seed=1"], steps)
+        rb = counterfeit_rows(preset, b, steps)
+    rs = counterfeit_rows(preset, a + ["train.seed=1"], steps)
     out = {"a": a, "b": b + (["torch F.dropout"] if torch_dropout_b else []), "steps": steps}
     for k in ("loss/D/total", "loss/G/total"):
         d = np.abs(np.array([r[k] for r in ra]) - np.array([r[k] for r in rb]))
