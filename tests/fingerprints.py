@@ -44,16 +44,10 @@ def cpu_kind() -> str:
     """The kernels' identity: the vector ISA torch dispatches to, the CPU model with its bf16 / AMX units (oneDNN
     picks other fp32 convolution kernels on an AMX Xeon than on an AVX-512 EPYC: the same ISA name, other bits),
     and torch's version."""
-    from counterfeit.runtime import cpu_flags
+    from counterfeit.runtime import cpu_flags, cpu_model
 
-    model = "unknown CPU"
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     units = "+".join(f for f in ("avx512_bf16", "amx_bf16") if f in cpu_flags())
-    return f"{torch.backends.cpu.get_cpu_capability()}{'+' + units if units else ''}/{model}/torch-{torch.__version__}"
+    return f"{torch.backends.cpu.get_cpu_capability()}{'+' + units if units else ''}/{cpu_model()}/torch-{torch.__version__}"
 
 
 def write_small_data(root: Path) -> dict[str, Path]:

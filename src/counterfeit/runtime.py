@@ -39,6 +39,14 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def cpu_model() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown CPU"
+
+
 def native_bf16(device: torch.device) -> tuple[bool, str]:
     """Whether `device` computes in bf16 natively, and the evidence, in words."""
     if device.type == "cuda":
@@ -155,12 +163,10 @@ class ThreadPolicy:
         return self._set(max(1, usable_cores() // self.peers))
 
     def _set(self, n: int) -> bool:
-        if n == torch.get_num_threads():
-            self.threads = n
-            return False
-        torch.set_num_threads(n)
-        self.threads = n
-        return True
+        self.threads, changed = n, n != torch.get_num_threads()
+        if changed:
+            torch.set_num_threads(n)
+        return changed
 
     def describe(self) -> str:
         if self.requested > 0:

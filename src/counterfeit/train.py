@@ -461,8 +461,8 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
             m.compile()
 
     def autocast():
-        # bf16 on CPUs with AVX-512 bf16 / AMX and on GPUs: 1.3-1.6x the steps per second of the 28x28 DCGANs here
-        # (bench/precision_speed.py); weights, optimizer state and the losses (logits cast back by the recipe) stay fp32
+        # bf16 where train.precision resolved to it (runtime.resolve_precision); weights, optimizer state and the
+        # losses (logits cast back by the recipe) stay fp32
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=t_cfg.precision == "bf16")
 
     writer = RunWriter(run, purge_step=st.step)

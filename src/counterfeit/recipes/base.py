@@ -166,9 +166,9 @@ class NoiseGAN(Recipe):
         # per-step curves in bench/results/speed.json). MLPs gain 1.16x, and in bf16 the 2014 GAN's D won outright
         # within 2,500 steps (the quickstart collapsed to one blot) where fp32 trains; 2D toy points are finer than
         # bf16's 8-bit mantissa. So auto keeps MLP nets in fp32.
-        conv = any(isinstance(m, nn.modules.conv._ConvNd) for n in ("G", "D") for m in self.nets[n].modules())
         if not self.bf16_checked:
-            return False, f"recipe '{self.cfg.model.recipe}' is not checked in bf16"
+            return super().bf16_auto()
+        conv = any(isinstance(m, nn.modules.conv._ConvNd) for n in ("G", "D") for m in self.nets[n].modules())
         return conv, "MLP nets train in fp32 (in bf16 the 2014 GAN collapsed)"
 
     # ---------------------------------------------------------------- the contract
