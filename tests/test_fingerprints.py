@@ -23,7 +23,7 @@ def test_preset_trains_to_its_recorded_fingerprint(preset, small_data, tmp_path)
     assert preset in RECORD["approx"], f"no fingerprint recorded for {preset}: run python tests/fingerprints.py --write"
     got = F.run_preset(preset, small_data, tmp_path)
     want = RECORD["approx"][preset]
-    assert F.mismatches(want, got["approx"], want["tol"]) == []
+    assert F.mismatches(want, got["approx"], F.approx_tol(want)) == []
     exact = RECORD["exact"].get(F.cpu_kind(), {}).get(preset)
     if exact is not None:  # recorded on this CPU kind and torch: the same kernels give the same bits
         assert got["exact"] == exact, [k for k in exact if got["exact"].get(k) != exact[k]][:5]
