@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 os.environ.setdefault("COUNTERFEIT_OFFLINE", "1")  # tests never reach for the network
 
@@ -58,3 +60,49 @@ def ring_run(tmp_path_factory):
                                            "train.checkpoint_every=1500"])
     train(cfg, run, progress=False)
     return run
+
+
+@pytest.fixture
+def cifar_dir(tmp_path):
+    """A folder of 40 small RGB images (32x32) cut from real digits, coloured per image."""
+    from counterfeit.data import load_data
+
+    d = tmp_path / "rgb"
+    d.mkdir()
+    x = load_data("embedded", "train").x[:40, 0].numpy()
+    for i, a in enumerate(x):
+        rgb = (a[..., None] * torch.tensor([(i % 3) / 2, 1.0, ((i + 1) % 3) / 2]).numpy()).astype("uint8")
+        Image.fromarray(rgb).resize((32, 32)).save(d / f"{i:03d}.png")
+    return d
+
+
+def save_png(a: np.ndarray, path):
+    Image.fromarray(a).save(path)
+
+
+def digits32(digits, n, start=0):
+    """n real digits padded to 32x32: uint8 (n, 32, 32)."""
+    return np.pad(digits.x[start : start + n, 0].numpy(), ((0, 0), (2, 2), (2, 2)))
+
+
+@pytest.fixture
+def aligned_dir(tmp_path, digits):
+    """The authors' aligned layout: train/ and test/ of AB images, A = a digit, B = its negative."""
+    root = tmp_path / "digits2neg"
+    for split, n, start in (("train", 24, 0), ("test", 8, 100)):
+        (root / split).mkdir(parents=True)
+        for i, a in enumerate(digits32(digits, n, start)):
+            save_png(np.concatenate([a, 255 - a], 1), root / split / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def unpaired_dir(tmp_path, digits):
+    """The authors' unpaired layout: digits in trainA, other digits' negatives in trainB; test pairs kept apart."""
+    root = tmp_path / "digits-neg"
+    x = digits32(digits, 60)
+    for sub, imgs in (("trainA", x[:20]), ("trainB", 255 - x[20:44]), ("testA", x[44:52]), ("testB", 255 - x[52:60])):
+        (root / sub).mkdir(parents=True)
+        for i, a in enumerate(imgs):
+            save_png(a, root / sub / f"{i:03d}.png")
+    return root

@@ -19,22 +19,6 @@ FAMILY = ["dcgan-tf-mnist", "dcgan-mnist", "dcgan-fashion", "dcgan-cifar10", "cg
           "toy2d-noise-ema"]
 
 
-@pytest.fixture
-def cifar_dir(tmp_path):
-    """A folder of 40 small RGB images (32x32) cut from real digits, coloured per image."""
-    from PIL import Image
-
-    from counterfeit.data import load_data
-
-    d = tmp_path / "rgb"
-    d.mkdir()
-    x = load_data("embedded", "train").x[:40, 0].numpy()
-    for i, a in enumerate(x):
-        rgb = (a[..., None] * torch.tensor([(i % 3) / 2, 1.0, ((i + 1) % 3) / 2]).numpy()).astype("uint8")
-        Image.fromarray(rgb).resize((32, 32)).save(d / f"{i:03d}.png")
-    return d
-
-
 @pytest.mark.parametrize("g,d,shape", [
     (TFGenerator(16, (1, 28, 28)), TFDiscriminator((1, 28, 28)), (1, 28, 28)),
     (DCGANGenerator(16, (1, 28, 28), 8), DCGANDiscriminator((1, 28, 28), 8), (1, 28, 28)),
@@ -319,9 +303,10 @@ def test_vae_kl_matches_torch_distributions_and_training_improves_the_elbo(tmp_p
         def forward(self, x):
             return torch.tensor([[0.3, -1.0]]), torch.tensor([[0.2, -0.7]])
 
-    class ZeroDecoder(torch.nn.Module):
-        def logits(self, z):
-            return torch.zeros(1, 1, 2, 2)
+    class ZeroDecoder(torch.nn.Module):  # the decoder's contract: forward(z, logits=True) gives logits
+        def forward(self, z, logits=False):
+            out = torch.zeros(1, 1, 2, 2)
+            return out if logits else torch.sigmoid(out)
 
     t = negative_elbo(FixedEncoder(), ZeroDecoder(), torch.full((1, 1, 2, 2), 0.5), sample=False)
     q = torch.distributions.Normal(torch.tensor([0.3, -1.0]), torch.exp(0.5 * torch.tensor([0.2, -0.7])))

@@ -17,38 +17,7 @@ from counterfeit.data.translation import edge_maps, jitter, load_translation
 from counterfeit.recipes import build_recipe
 from counterfeit.recipes.base import Phase
 from counterfeit.train import train
-
-
-def _save(a: np.ndarray, path):
-    Image.fromarray(a).save(path)
-
-
-def _digits32(digits, n, start=0):
-    """n real digits padded to 32x32: uint8 (n, 32, 32)."""
-    return np.pad(digits.x[start : start + n, 0].numpy(), ((0, 0), (2, 2), (2, 2)))
-
-
-@pytest.fixture
-def aligned_dir(tmp_path, digits):
-    """The authors' aligned layout: train/ and test/ of AB images, A = a digit, B = its negative."""
-    root = tmp_path / "digits2neg"
-    for split, n, start in (("train", 24, 0), ("test", 8, 100)):
-        (root / split).mkdir(parents=True)
-        for i, a in enumerate(_digits32(digits, n, start)):
-            _save(np.concatenate([a, 255 - a], 1), root / split / f"{i:03d}.png")
-    return root
-
-
-@pytest.fixture
-def unpaired_dir(tmp_path, digits):
-    """The authors' unpaired layout: digits in trainA, other digits' negatives in trainB; test pairs kept apart."""
-    root = tmp_path / "digits-neg"
-    x = _digits32(digits, 60)
-    for sub, imgs in (("trainA", x[:20]), ("trainB", 255 - x[20:44]), ("testA", x[44:52]), ("testB", 255 - x[52:60])):
-        (root / sub).mkdir(parents=True)
-        for i, a in enumerate(imgs):
-            _save(a, root / sub / f"{i:03d}.png")
-    return root
+from conftest import digits32, save_png
 
 
 def tiny(preset: str, data, steps=2, extra=()):
@@ -63,7 +32,7 @@ def tiny(preset: str, data, steps=2, extra=()):
 
 def test_aligned_reader_splits_side_by_side_images(aligned_dir, digits):
     d = load_data(str(aligned_dir), "train")
-    x = torch.from_numpy(_digits32(digits, 24))
+    x = torch.from_numpy(digits32(digits, 24))
     assert d.paired and d.shape == ((1, 32, 32), (1, 32, 32)) and len(d) == 24
     assert torch.equal(d.A[:, 0], x) and torch.equal(d.B[:, 0], 255 - x)
     assert list(d.index_groups[0]) == ["A", "B"] and len(d.index_groups) == 1  # pairs share one index
@@ -76,17 +45,17 @@ def test_unpaired_reader_and_its_errors(unpaired_dir, tmp_path, capsys):
     assert not d.paired and (len(d.A), len(d.B)) == (20, 24) and len(d.index_groups) == 2
     broken = tmp_path / "broken"
     (broken / "trainA").mkdir(parents=True)
-    _save(np.zeros((8, 8), np.uint8), broken / "trainA" / "a.png")
+    save_png(np.zeros((8, 8), np.uint8), broken / "trainA" / "a.png")
     with pytest.raises(Exception, match=r"has trainA/ but no trainB/"):
         load_data(str(broken), "train")
-    _save(np.zeros((8, 8, 3), np.uint8), broken / "trainA" / "b.png")
+    save_png(np.zeros((8, 8, 3), np.uint8), broken / "trainA" / "b.png")
     (broken / "trainB").mkdir()
-    _save(np.zeros((8, 8), np.uint8), broken / "trainB" / "c.png")
+    save_png(np.zeros((8, 8), np.uint8), broken / "trainB" / "c.png")
     with pytest.raises(Exception, match=r"mixed channel counts in .*trainA: 1 grayscale and 1 colour"):
         load_data(str(broken), "train")
     odd = tmp_path / "odd" / "train"
     odd.mkdir(parents=True)
-    _save(np.zeros((8, 17), np.uint8), odd / "x.png")
+    save_png(np.zeros((8, 17), np.uint8), odd / "x.png")
     code = main(["train", "pix2pix-edges2fashion", "--data", str(odd.parent), "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and "odd width 17" in err and not (tmp_path / "r").exists()

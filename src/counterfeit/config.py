@@ -117,12 +117,16 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 0  # torch intra-op threads (0 = auto: the cores, shared among the counterfeit trainings running)
     # "bf16": autocast the networks' forward passes to bfloat16 (weights, optimizer state and losses stay fp32);
-    # "auto": bf16 where the device computes it natively (AVX-512 BF16 / AMX, bf16 GPUs), else fp32
+    # "auto": bf16 where the device computes it natively (AVX-512 BF16 / AMX, bf16 GPUs), else fp32;
+    # "fp16" (CUDA only): float16 autocast with a gradient scaler per optimizer group
     precision: str = "auto"
     compile: bool = False  # torch.compile the networks (inductor; a C++ compiler on CPU): the first steps compile
     # convolution weights and image batches: "channels_last" (NHWC) or "contiguous" (NCHW); "auto" is channels_last
     # under bf16 on a CPU, where oneDNN's bf16 / AMX kernels work in NHWC (8-16% faster steps, bench/results/speed.json)
     memory_format: str = "auto"
+    # under torchrun on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm); on CPU each rank normalises
+    # its own slice of the batch and rank 0's running statistics are broadcast at every forward pass
+    sync_batchnorm: bool = False
     sample_every: int = 0  # steps between fixed-noise grids (0 = once per epoch)
     sample_grid: int = 10  # grid is sample_grid x sample_grid
     checkpoint_every: int = 0  # steps between checkpoints (0 = once per epoch)
@@ -220,7 +224,7 @@ CHOICES = {
     "model.d_cond": ("none", "concat", "projection", "acgan"),
     "loss.g_loss": ("nonsat", "minimax"),
     "optim.name": ("sgd", "adam", "rmsprop"),
-    "train.precision": ("auto", "fp32", "bf16"),
+    "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.memory_format": ("auto", "channels_last", "contiguous"),
     "data.direction": ("AtoB", "BtoA"),
     "model.norm": ("batch", "instance"),

@@ -5,6 +5,8 @@
          nothing was written or changed
     3    Diverged: training produced non-finite losses, weights or buffers; stopped before a poisoned checkpoint,
          the last good checkpoint is kept
+    4    PeerLost: under torchrun, another process of the training died or stopped answering; torchrun restarts
+         them all under --max-restarts, and they go on from the last checkpoint
     130  Interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: the current step finished and a checkpoint was written
          (`--resume` continues exactly); a second signal stops at once, with the last periodic checkpoint kept
 Anything else is a bug and keeps its traceback.
@@ -31,3 +33,7 @@ class Interrupted(TrainingStopped):
     def __init__(self, message: str, exit_code: int = 130):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class PeerLost(TrainingStopped):
+    exit_code = 4

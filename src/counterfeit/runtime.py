@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import UserError
+
 PEER_STALE_S = 60.0  # a registration not refreshed for this long belongs to a run that died without cleaning up
 PEER_REFRESH_S = 5.0  # how often a live run refreshes its registration and recounts its peers
 _TORCH_DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice at import: the physical cores
@@ -65,7 +67,7 @@ def native_bf16(device: torch.device) -> tuple[bool, str]:
 
 
 def resolve_precision(requested: str, device: torch.device, suited: tuple[bool, str] = (True, "")) -> tuple[str, str]:
-    """(fp32 | bf16, why): `auto` is bf16 where the device has it natively and the recipe is suited to it (`suited`:
+    """(fp32 | bf16 | fp16, why): `auto` is bf16 where the device has it natively and the recipe is suited to it (`suited`:
     the recipe's bf16_auto()), else fp32; the others are taken as asked, with a warning-worthy reason when bf16 is
     asked for on hardware that only emulates it."""
     ok, why = native_bf16(device)
@@ -75,6 +77,9 @@ def resolve_precision(requested: str, device: torch.device, suited: tuple[bool, 
         return ("bf16" if ok else "fp32"), f"auto: {why}"
     if requested == "bf16" and not ok:
         return "bf16", f"as set, though {why}"
+    if requested == "fp16" and device.type != "cuda":
+        raise UserError("train.precision=fp16 is for CUDA (float16 autocast with a gradient scaler); on a CPU use "
+                        "auto, bf16 or fp32")
     return requested, "as set"
 
 

@@ -36,9 +36,10 @@ import torch
 
 from . import checkpoint as ckpt
 from . import config as config_mod
+from . import dist as dist_mod
 from .data import ImageData, load_data, to_float
 from .data.sampler import Batches
-from .errors import Diverged, Interrupted, UserError
+from .errors import Diverged, Interrupted, PeerLost, TrainingStopped, UserError
 from .metrics.parzen import PAPER_SIGMAS, parzen_log_likelihoods
 from .recipes import Losses, Recipe, build_recipe
 from .runtime import ThreadPolicy, resolve_precision
@@ -60,6 +61,7 @@ class RunResult:
     total_steps: int
     wall_s: float
     checkpoint: Path | None
+    nets: dict = field(default_factory=dict)  # the trained networks ({"G", "D", "ema/G"...}), as they ended
 
 
 def resolve_device(name: str) -> torch.device:
@@ -118,6 +120,9 @@ class TrainState:
     step: int = 0
     elapsed: float = 0.0  # training seconds before this invocation
     t0: float = field(default_factory=time.time)
+    dist: dist_mod.Dist = field(default_factory=dist_mod.Dist)
+    ddp: dict[str, torch.nn.Module] = field(default_factory=dict)  # DistributedDataParallel per network, under torchrun
+    scalers: dict = field(default_factory=dict)  # {group: torch.amp.GradScaler} under fp16
 
     def wall(self) -> float:
         return self.elapsed + time.time() - self.t0
@@ -125,19 +130,33 @@ class TrainState:
     def nets_for_sampling(self) -> dict[str, torch.nn.Module]:
         return {**self.recipe.nets, **self.ema}
 
-    def state_dict(self, cfg, shape, device) -> dict:
-        return {
+    def rank_state(self, device) -> dict:
+        """What differs between ranks: the random streams and the recipe's own state (an image pool)."""
+        return {"rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8),
+                "recipe": self.recipe.state_dict()}
+
+    def state_dict(self, cfg, shape, device, ranks: list[dict] | None = None) -> dict:
+        """The checkpoint. Under torchrun `ranks` is every rank's rank_state() (gathered by all of them)."""
+        mine = self.rank_state(device) if ranks is None else ranks[0]
+        state = {
             "format": ckpt.FORMAT, "step": self.step, "batches": self.batches.drawn, "elapsed": self.wall(),
             "nets": {n: m.state_dict() for n, m in self.recipe.nets.items()},
             "opts": {g: grp.optimizer.state_dict() for g, grp in self.groups.items()},
-            "ema": {n: m.state_dict() for n, m in self.ema.items()}, "recipe": self.recipe.state_dict(),
+            "ema": {n: m.state_dict() for n, m in self.ema.items()}, "recipe": mine["recipe"],
             "fixed": {k: v.cpu() for k, v in self.fixed.items()},
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8),
-            "config": cfg.to_json(), "shape": list(shape),
+            "rng_cpu": mine["rng_cpu"], "rng_cuda": mine["rng_cuda"],
+            "config": cfg.to_json(), "shape": list(shape), "world": self.dist.world,
+            "scalers": {g: s.state_dict() for g, s in self.scalers.items()},
         }
+        if self.dist.on:
+            state["ranks"] = ranks
+            state["shared_rng"] = self.recipe.shared.get_state()
+        return state
 
     def load_state_dict(self, state: dict, device, path) -> None:
+        d = self.dist
+        mine = state["ranks"][d.rank] if d.on else state
         try:
             for n, m in self.recipe.nets.items():
                 m.load_state_dict(state["nets"][n])
@@ -145,12 +164,16 @@ class TrainState:
                 grp.optimizer.load_state_dict(state["opts"][g])
             for n, m in self.ema.items():
                 m.load_state_dict(state["ema"][n])
-            self.recipe.load_state_dict(state.get("recipe", {}))
+            self.recipe.load_state_dict(mine.get("recipe", {}))
+            for g, s in self.scalers.items():
+                s.load_state_dict(state["scalers"][g])
         except (RuntimeError, ValueError, KeyError) as e:  # KeyError: e.g. no EMA in a run without EMA
             raise UserError(f"checkpoint {path} does not fit this config: {str(e).splitlines()[0][:200]}") from None
-        torch.set_rng_state(state["rng_cpu"])
-        if device.type == "cuda" and len(state.get("rng_cuda", [])):
-            torch.cuda.set_rng_state(state["rng_cuda"], device)
+        torch.set_rng_state(mine["rng_cpu"])
+        if device.type == "cuda" and len(mine.get("rng_cuda", [])):
+            torch.cuda.set_rng_state(mine["rng_cuda"], device)
+        if d.on:
+            self.recipe.shared.set_state(state["shared_rng"])
         self.step, self.batches.drawn, self.elapsed = int(state["step"]), int(state["batches"]), float(state["elapsed"])
 
 
@@ -182,30 +205,67 @@ def frozen(nets: dict[str, torch.nn.Module], names: tuple[str, ...]):
             nets[n].requires_grad_(True)
 
 
+@contextlib.contextmanager
+def distributed(st: TrainState, phase):
+    """Under torchrun, the recipe's networks are their DistributedDataParallel wrappers for the phase: the gradients
+    of the networks it steps are averaged over the ranks inside backward(); the frozen ones run under no_sync(), so
+    their forward passes prepare no reduction (a frozen net has no gradients to sync)."""
+    if not st.ddp:
+        yield
+        return
+    raw = dict(st.recipe.nets)
+    with contextlib.ExitStack() as stack:
+        for n in phase.freeze:
+            stack.enter_context(st.ddp[n].no_sync())
+        st.recipe.nets.update(st.ddp)
+        try:
+            yield
+        finally:
+            st.recipe.nets.update(raw)
+
+
 def run_step(st: TrainState, phases, autocast) -> dict[str, Losses]:
     """One training step: every phase of the recipe, in order. Returns each group's latest losses."""
     recipe, out, batch = st.recipe, {}, None
+    scale = (lambda g, loss: st.scalers[g].scale(loss)) if st.scalers else (lambda g, loss: loss)
     for phase in phases:
         for _ in range(phase.repeat):
             if phase.data or batch is None:
                 batch = st.batches.next()  # {"x": (B, C, H, W) float, "y": (B,) ...}
-            with frozen(recipe.nets, phase.freeze):
+            with frozen(recipe.nets, phase.freeze), distributed(st, phase):
                 with autocast():
                     losses = recipe.losses(phase.name, batch)
                 groups = [st.groups[g] for g in phase.groups]
                 for grp in groups:
                     grp.optimizer.zero_grad(set_to_none=True)
                 if len(groups) == 1:
-                    sum(losses[phase.groups[0]].terms.values()).backward()
+                    scale(phase.groups[0], sum(losses[phase.groups[0]].terms.values())).backward()
                 else:  # joint: each group's gradient from its own losses, over the one shared graph
                     for i, (g, grp) in enumerate(zip(phase.groups, groups)):
-                        sum(losses[g].terms.values()).backward(inputs=recipe.group_params(grp),
-                                                               retain_graph=i < len(groups) - 1)
-                for grp in groups:
-                    grp.optimizer.step()
+                        scale(g, sum(losses[g].terms.values())).backward(inputs=recipe.group_params(grp),
+                                                                         retain_graph=i < len(groups) - 1)
+                for g, grp in zip(phase.groups, groups):
+                    if st.scalers:
+                        st.scalers[g].step(grp.optimizer)
+                        st.scalers[g].update()
+                    else:
+                        grp.optimizer.step()
                 recipe.after_step(phase.name)
         out.update(losses)
     return out
+
+
+@torch.no_grad()
+def _sync_buffers(st: TrainState) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank, before a checkpoint: DDP broadcasts them at
+    each forward anyway, so training is unchanged, and every rank then holds exactly what the checkpoint holds."""
+    import torch.distributed as tdist
+
+    for m in [*st.recipe.nets.values(), *st.ema.values()]:
+        for b in m.buffers():
+            if st.dist.backend == "gloo" and b.device.type != "cpu":
+                continue
+            tdist.broadcast(b, src=0)
 
 
 @torch.no_grad()
@@ -348,10 +408,15 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 class _StopSignals:
     """SIGINT / SIGTERM ask the loop to stop at the end of the current step (a checkpoint is written there); a second
-    signal stops at once. Installed only in the main thread (signal handlers cannot be set elsewhere)."""
+    signal stops at once. Installed only in the main thread (signal handlers cannot be set elsewhere).
 
-    def __init__(self):
+    Under torchrun (second_stops=False) a second signal is ignored: Ctrl-C reaches the workers both from the terminal
+    and from torchrun, which passes its own signal on as it shuts down (and kills what is still running 30 s later),
+    so the second one must not cut the checkpoint short."""
+
+    def __init__(self, second_stops: bool = True):
         self.signum: int | None = None
+        self.second_stops = second_stops
         self._old = {}
 
     def __enter__(self):
@@ -362,12 +427,15 @@ class _StopSignals:
 
     def _handle(self, signum, frame):
         if self.signum is not None:
-            raise KeyboardInterrupt  # the second signal: now
+            if self.second_stops:
+                raise KeyboardInterrupt  # the second signal: now
+            return
         self.signum = signum
 
     def __exit__(self, *exc):
         for s, h in self._old.items():
-            signal.signal(s, h)
+            # a stopped torchrun worker keeps ignoring the signals until it has left (torchrun's follows)
+            signal.signal(s, signal.SIG_IGN if self.signum is not None and not self.second_stops else h)
         return False
 
 
@@ -376,15 +444,97 @@ class _StopSignals:
 
 def train(cfg: config_mod.Config, out_dir: str | Path, resume: bool = False, allow_config_change: bool = False,
           progress: bool = True) -> RunResult:
-    _guard_run_dir(Path(out_dir), resume)
-    device = resolve_device(cfg.train.device)
+    """Train cfg into the run dir out_dir. Under torchrun every rank calls this; rank 0 alone writes the run dir."""
+    run = Path(out_dir)
     cfg = copy.deepcopy(cfg)  # `auto` settings are resolved in it (config.json records what the run trained in)
-    with RunLock(Path(out_dir)), ThreadPolicy(cfg.train.threads, cfg.name) as threads:
-        return _train(cfg, Path(out_dir), device, threads, resume, allow_config_change, progress)
+    d = dist_mod.setup(cfg.train.device)  # joins the process group under torchrun
+    try:
+        if d.restart > 0:  # torchrun restarted the workers after one failed: go on from the last checkpoint
+            resume = resume or d.agree(lambda: (run / "config.json").is_file())
+        with contextlib.ExitStack() as stack:
+            d.agree(lambda: (_guard_run_dir(run, resume), stack.enter_context(RunLock(run)), None)[-1])
+            threads = stack.enter_context(ThreadPolicy(cfg.train.threads, cfg.name))
+            return _train(cfg, run, d.device, threads, resume, allow_config_change, progress and d.main, d)
+    except TrainingStopped as e:
+        if d.on and not d.main and not isinstance(e, PeerLost):
+            e.from_rank0 = True  # every rank stopped at the same step for the same reason: rank 0 says it
+        raise
+    except RuntimeError as e:
+        if not (d.on and dist_mod.lost_peer(e)):
+            raise
+        raise PeerLost(f"rank {d.rank} lost another process of this training ({str(e).splitlines()[0][:160]}); last "
+                       f"checkpoint: {ckpt.latest_checkpoint(run) or 'none'} (torchrun --max-restarts restarts them "
+                       "all from it; or continue with --resume)") from None
+    finally:
+        dist_mod.teardown(d)
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of a rank's own random stream (dropout, instance noise, GP weights, crops) under torchrun."""
+    return (seed * 1_000_003 + 7919 * (rank + 1)) % (2**63)
+
+
+class _NoWriter:
+    """What ranks other than 0 write: nothing."""
+
+    def log(self, row) -> None:
+        pass
+
+    def image(self, *a) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _prepare_run_dir(cfg, run: Path, resume: bool, allow_config_change: bool, progress: bool, world: int):
+    """Rank 0, before the first step: clean up after killed writes, find the state to resume from (None: start at
+    step 0), bring the logs back to it, and write the resolved config."""
+    removed = ckpt.clean_orphans(run)  # temp files of writes a killed process left (the run dir is locked: ours)
+    if removed and progress:
+        print(f"removed {len(removed)} unfinished checkpoint file(s) of an interrupted write", file=sys.stderr)
+    state = None
+    if resume and ckpt.latest_checkpoint(run) is None:
+        if not (run / "config.json").is_file():
+            raise UserError(f"--resume: no run in {run} (no config.json, no checkpoint)")
+        # it stopped before its first checkpoint: nothing to restore, so it starts again from step 0
+        if progress:
+            print(f"{run} has no checkpoint yet: starting it from step 0", file=sys.stderr)
+        for p in [run / "metrics.jsonl", *(run / "samples").glob("step-*.png")]:
+            p.unlink(missing_ok=True)
+        shutil.rmtree(run / "tb", ignore_errors=True)
+    elif resume:
+        path = ckpt.latest_checkpoint(run)
+        state = ckpt.safe_load(path)
+        # the run's config with today's defaults for keys added since it was written (they change nothing)
+        changes = [c for c in config_mod.diff(config_mod.from_dict(json.loads(state["config"])).to_dict(), cfg.to_dict())
+                   if c.split(":")[0] not in RESUMABLE_KEYS]
+        if changes and not allow_config_change:
+            raise UserError(f"config differs from the run's ({'; '.join(changes[:4])}); "
+                            "pass --allow-config-change to resume anyway")
+        written = int(state.get("world", 1))
+        if written != world:  # each rank's random streams and slice of the batch are in it: the same count only
+            raise UserError(f"{path} was written by {written} process{'es' if written > 1 else ''} and this run has "
+                            f"{world}: resume it with {written} (torchrun --nproc-per-node / --nnodes), or start a "
+                            "new run")
+        step = int(state["step"])
+        _truncate_metrics(run / "metrics.jsonl", step)
+        for p in (run / "samples").glob("step-*.png"):
+            if int(p.stem.split("-")[1]) > step:
+                p.unlink()
+        state["_path"] = str(path)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "samples").mkdir(exist_ok=True)
+    _write_json(run / "config.json", cfg.to_dict())  # resolved options, before training starts
+    return state
 
 
 def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_config_change: bool,
-           progress: bool) -> RunResult:
+           progress: bool, d: dist_mod.Dist | None = None) -> RunResult:
+    d = d or dist_mod.Dist(device=device)
     t_cfg = cfg.train
 
     # ------------------------------------------------------------------ data, recipe, state
@@ -400,12 +550,27 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
     fmt = torch.channels_last if t_cfg.memory_format == "channels_last" else torch.contiguous_format
     for m in recipe.nets.values():
         m.to(device, memory_format=fmt)  # the format applies to 4-D (convolution) weights only
+    if t_cfg.sync_batchnorm:
+        if not (d.on and device.type == "cuda"):
+            raise UserError("train.sync_batchnorm is for torchrun on CUDA (SyncBatchNorm has no CPU kernels); on CPU "
+                            "each rank normalises its own slice of the batch")
+        for n, m in recipe.nets.items():  # the same Parameter and buffer objects, in SyncBatchNorm modules
+            recipe.nets[n] = torch.nn.SyncBatchNorm.convert_sync_batchnorm(m)
+    if d.on:
+        # G's noise and fake labels: one stream every rank shares (the global RNG's state after the nets' init, so
+        # N processes draw what one process draws); everything else: the rank's own stream
+        shared = torch.Generator(device)
+        shared.set_state(torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state())
+        recipe.distribute(d.rank, d.world, shared)
+        torch.manual_seed(rank_seed(t_cfg.seed, d.rank))
     phases = recipe.phases()
     draws = sum(p.repeat for p in phases if p.data)  # minibatches per step
-    # every image field becomes floats in the nets' range on the device, per batch; labels stay integers
+    # every image field becomes floats in the nets' range on the device, per batch; labels stay integers.
+    # train.batch_size is the global batch: under torchrun each rank takes its own 1/world slice of it
     batches = Batches(data.index_groups, t_cfg.batch_size, t_cfg.seed, device,
                       lambda k, v: v if v.dtype == torch.int64 else
-                      to_float(v, cfg.data.range).contiguous(memory_format=fmt if v.dim() == 4 else torch.contiguous_format))
+                      to_float(v, cfg.data.range).contiguous(memory_format=fmt if v.dim() == 4 else torch.contiguous_format),
+                      rank=d.rank, world=d.world)
     steps_per_epoch = max(1, batches.per_epoch // draws)
     total = t_cfg.steps or t_cfg.epochs * steps_per_epoch
     if total <= 0:
@@ -414,40 +579,15 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
     st = TrainState(recipe, recipe.optimizers(),
                     {n: copy.deepcopy(recipe.nets[n]).requires_grad_(False) for n in recipe.ema_nets}
                     if t_cfg.ema_decay > 0 else {},  # exponential moving average (Yazici et al.; Karras et al.)
-                    recipe.preview_inputs(n_fixed, t_cfg.seed, device), batches)
-    # bad evaluation settings fail here, before anything is written to the run dir
-    evaluator = _Evaluator(cfg, run, data) if t_cfg.eval_every > 0 else None
-
-    removed = ckpt.clean_orphans(run)  # temp files of writes a killed process left (the run dir is locked: ours)
-    if removed and progress:
-        print(f"removed {len(removed)} unfinished checkpoint file(s) of an interrupted write", file=sys.stderr)
-    if resume and ckpt.latest_checkpoint(run) is None:
-        if not (run / "config.json").is_file():
-            raise UserError(f"--resume: no run in {run} (no config.json, no checkpoint)")
-        # it stopped before its first checkpoint: nothing to restore, so it starts again from step 0
-        if progress:
-            print(f"{run} has no checkpoint yet: starting it from step 0", file=sys.stderr)
-        resume = False
-        for p in [run / "metrics.jsonl", *(run / "samples").glob("step-*.png")]:
-            p.unlink(missing_ok=True)
-        shutil.rmtree(run / "tb", ignore_errors=True)
-    if resume:
-        path = ckpt.latest_checkpoint(run)
-        state = ckpt.safe_load(path)
-        # the run's config with today's defaults for keys added since it was written (they change nothing)
-        changes = [c for c in config_mod.diff(config_mod.from_dict(json.loads(state["config"])).to_dict(), cfg.to_dict())
-                   if c.split(":")[0] not in RESUMABLE_KEYS]
-        if changes and not allow_config_change:
-            raise UserError(f"config differs from the run's ({'; '.join(changes[:4])}); "
-                            "pass --allow-config-change to resume anyway")
-        st.load_state_dict(state, device, path)
-        _truncate_metrics(run / "metrics.jsonl", st.step)
-        for p in (run / "samples").glob("step-*.png"):
-            if int(p.stem.split("-")[1]) > st.step:
-                p.unlink()
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "samples").mkdir(exist_ok=True)
-    _write_json(run / "config.json", cfg.to_dict())  # resolved options, before training starts
+                    recipe.preview_inputs(n_fixed, t_cfg.seed, device), batches, dist=d)
+    if t_cfg.precision == "fp16":  # float16's range needs the losses scaled; one scaler per optimizer group
+        st.scalers = {g: torch.amp.GradScaler(device.type) for g in st.groups}
+    # bad evaluation settings fail here, before anything is written to the run dir (rank 0 evaluates)
+    evaluator = d.agree(lambda: _Evaluator(cfg, run, data), share=False) if t_cfg.eval_every > 0 else None
+    state = d.agree(lambda: _prepare_run_dir(cfg, run, resume, allow_config_change, progress, d.world))
+    if state is not None:
+        st.load_state_dict(state, device, state["_path"])
+    del state
     if st.step >= total:
         return RunResult(run, st.step, total, st.elapsed, ckpt.latest_checkpoint(run))
     if t_cfg.compile:
@@ -460,16 +600,26 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
         for m in recipe.nets.values():
             m.compile()
 
-    def autocast():
-        # bf16 where train.precision resolved to it (runtime.resolve_precision); weights, optimizer state and the
-        # losses (logits cast back by the recipe) stay fp32
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=t_cfg.precision == "bf16")
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t_cfg.precision)
 
-    writer = RunWriter(run, purge_step=st.step)
+    def autocast():
+        # bf16 / fp16 where train.precision resolved to it (runtime.resolve_precision); weights, optimizer state and
+        # the losses (logits cast back by the recipe) stay fp32
+        return torch.autocast(device.type, dtype=half or torch.bfloat16, enabled=half is not None)
+
+    if d.on:  # one DistributedDataParallel per network; the recipe sees them inside a step (see `distributed`)
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        st.ddp = {n: DDP(m, device_ids=[device.index] if device.type == "cuda" else None)
+                  for n, m in recipe.nets.items()}
+        head += f", {d.world} processes ({d.backend}; global batch {t_cfg.batch_size}, " \
+                f"{t_cfg.batch_size // d.world} per process)"
+    writer = RunWriter(run, purge_step=st.step) if d.main else _NoWriter()
     if progress:  # the head of the progress display: what the run computes in, and on how many threads
         print(head, file=sys.stderr, flush=True)
     bar = _progress(total, st.step, progress)
-    valid = monitor_data(cfg) if t_cfg.parzen_monitor and data.is_image and hasattr(recipe, "sample_z") else None
+    valid = monitor_data(cfg) if (d.main and t_cfg.parzen_monitor and data.is_image and hasattr(recipe, "sample_z")) \
+        else None
     meter = _Meter()
     refreshed = [0.0]  # wall time of the last GIF/curves/report rebuild
 
@@ -478,7 +628,7 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
 
     # ------------------------------------------------------------------ hooks
     def log_row() -> dict:
-        row = {**when(), **meter.means(), "img/s": meter.count * t_cfg.batch_size * draws / meter.seconds()}
+        row = {**when(), **meter.means(d), "img/s": meter.count * t_cfg.batch_size * draws / meter.seconds()}
         for name, grp in st.groups.items():
             row[f"lr/{name}"] = grp.optimizer.param_groups[0]["lr"]
         if cfg.optim.name == "sgd":
@@ -497,7 +647,10 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
         meter.reset()
         return row
 
-    def preview_tick() -> dict:
+    def preview_tick() -> dict | None:
+        return d.agree(preview_rank0, share=False)  # rank 0 draws and writes; the others wait for its outcome
+
+    def preview_rank0() -> dict:
         path = run / "samples" / f"step-{st.step:08d}.png"
         row = when()
         nets = st.nets_for_sampling()
@@ -514,23 +667,36 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
         writer.image("samples", path, st.step)
         return row
 
-    def eval_tick() -> dict:
-        with _eval_mode(recipe.nets.values(), st.ema.values()), torch.no_grad():
-            row = evaluator(recipe, st.nets_for_sampling()["G"], st.step,
-                            lambda: st.state_dict(cfg, data.shape, device), device)
-        row.update(when())
-        if bar is not None:
-            bar.write(f"step {st.step}: " + "  ".join(f"{k[5:]} {v:.4g}" for k, v in row.items() if k.startswith("eval/")))
-        return row
+    def eval_tick() -> dict | None:
+        ranks = d.gather(st.rank_state(device)) if d.on else None  # for best.pt (every rank takes part)
+
+        def rank0() -> dict:
+            with _eval_mode(recipe.nets.values(), st.ema.values()), torch.no_grad():
+                row = evaluator(recipe, st.nets_for_sampling()["G"], st.step,
+                                lambda: st.state_dict(cfg, data.shape, device, ranks), device)
+            row.update(when())
+            if bar is not None:
+                bar.write(f"step {st.step}: " + "  ".join(f"{k[5:]} {v:.4g}" for k, v in row.items()
+                                                         if k.startswith("eval/")))
+            return row
+
+        return d.agree(rank0, share=False)
 
     def checkpoint_tick() -> None:
         writer.flush()
         bad = non_finite({**recipe.nets, **st.ema})
-        if bad:
-            raise Diverged(f"training diverged: non-finite weights or buffers in {', '.join(bad)} at step {st.step}; "
-                           f"last good checkpoint: {ckpt.latest_checkpoint(run) or 'none'} (try a lower learning rate)")
+        if d.max_flags([float(bool(bad))])[0]:  # every rank stops, whichever found it
+            raise Diverged(f"training diverged: non-finite weights or buffers in {', '.join(bad) or 'another rank'} at "
+                           f"step {st.step}; last good checkpoint: {ckpt.latest_checkpoint(run) or 'none'} "
+                           "(try a lower learning rate)")
+        if d.on:
+            _sync_buffers(st)
+        ranks = d.gather(st.rank_state(device)) if d.on else None
+        d.agree(lambda: write_checkpoint(ranks))
+
+    def write_checkpoint(ranks) -> None:
         path = ckpt.checkpoint_path(run, st.step)
-        ckpt.atomic_save(st.state_dict(cfg, data.shape, device), path)
+        ckpt.atomic_save(st.state_dict(cfg, data.shape, device, ranks), path)
         ckpt.prune(run, t_cfg.keep_checkpoints)
         # the GIF, curves and report take seconds to rebuild: at most once a minute, and always at the end
         if st.step == total or time.time() - refreshed[0] > 60:
@@ -540,14 +706,14 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
             refreshed[0] = time.time()
 
     hooks = [Hook(t_cfg.log_every, log_row), Hook(t_cfg.sample_every or steps_per_epoch, preview_tick),
-             *([Hook(t_cfg.eval_every, eval_tick)] if evaluator is not None else []),
+             *([Hook(t_cfg.eval_every, eval_tick)] if t_cfg.eval_every > 0 else []),
              Hook(t_cfg.checkpoint_every or steps_per_epoch, checkpoint_tick)]
 
     # ------------------------------------------------------------------ the loop
     step0 = st.step  # where this invocation started (a resumed run's rate counts only its own steps)
     st.t0 = time.time()
     try:
-        with _StopSignals() as stop:
+        with _StopSignals(second_stops=not d.on) as stop:
             if st.step == 0:
                 writer.log(preview_tick())
             while st.step < total:
@@ -558,7 +724,11 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
                     update_ema(st, t_cfg.ema_decay)
                 st.step += 1
                 meter.add(losses)
-                if stop.signum is not None or (t_cfg.max_minutes > 0 and st.wall() >= 60.0 * t_cfg.max_minutes):
+                over = t_cfg.max_minutes > 0 and st.wall() >= 60.0 * t_cfg.max_minutes
+                if d.on:  # every rank stops at the same step, whichever got the signal or reached the budget
+                    sig, over = d.max_flags([float(stop.signum or 0), float(over)])
+                    stop.signum = stop.signum or (int(sig) or None)
+                if stop.signum is not None or over:
                     if stop.signum is None and bar is not None and st.step < total:
                         bar.write(f"time budget of {t_cfg.max_minutes:g} min reached at step {st.step}")
                     total = st.step  # this step is the last one: every hook runs, a checkpoint included
@@ -580,7 +750,8 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
         writer.close()
         if bar is not None:
             bar.close()
-    return RunResult(run, st.step, total, st.wall(), ckpt.latest_checkpoint(run))
+    return RunResult(run, st.step, total, st.wall(), ckpt.latest_checkpoint(run),
+                     {**recipe.nets, **{f"ema/{n}": m for n, m in st.ema.items()}})
 
 
 class _Meter:
@@ -608,12 +779,17 @@ class _Meter:
                 s[name] = s.get(name, 0.0) + (v.detach() if isinstance(v, torch.Tensor) else v)
         self.count += 1
 
-    def means(self) -> dict[str, float]:
-        keys = [k for k, v in self.sums.items() if torch.is_tensor(v)]
-        read = {}
-        if keys:  # one read-back for the whole row
-            read = dict(zip(keys, torch.stack([self.sums[k].to(torch.float64) for k in keys]).cpu().tolist()))
-        return {k: read.get(k, v) / max(self.count, 1) for k, v in self.sums.items()}
+    def means(self, d: dist_mod.Dist | None = None) -> dict[str, float]:
+        """The row's means; under torchrun the means over every rank's slice of the batches (one all-reduce)."""
+        keys = list(self.sums)
+        if not keys:
+            return {}
+        dev = next((v.device for v in self.sums.values() if torch.is_tensor(v)), torch.device("cpu"))
+        sums = torch.stack([torch.as_tensor(self.sums[k], dtype=torch.float64, device=dev).reshape(()) for k in keys])
+        if d is not None:
+            sums = d.mean(sums)
+        # one read-back for the whole row
+        return {k: v / max(self.count, 1) for k, v in zip(keys, sums.cpu().tolist())}
 
     def seconds(self) -> float:
         return max(time.time() - self.t, 1e-9)

@@ -8,6 +8,7 @@ nothing else is swallowed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import TrainingStopped, UserError
@@ -33,15 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _say(e: Exception, line: str) -> None:
+    # under torchrun an outcome rank 0 shared with every rank (dist.Dist.agree) is said once, by rank 0
+    if not (getattr(e, "from_rank0", False) and os.environ.get("RANK", "0") != "0"):
+        print(line, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed (train --nproc hands it to torchrun)
         return COMMANDS[args.command].run(args) or 0
     except UserError as e:
-        print(f"counterfeit: error: {e}", file=sys.stderr)
+        _say(e, f"counterfeit: error: {e}")
         return 2
     except TrainingStopped as e:
-        print(f"counterfeit: stopped: {e}", file=sys.stderr)
+        _say(e, f"counterfeit: stopped: {e}")
         return e.exit_code
     except KeyboardInterrupt:
         print("counterfeit: interrupted", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .. import config
@@ -24,6 +25,12 @@ def build_parser(p):
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--device", help="cpu or cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--nproc", type=int, default=0, metavar="N",
+                   help="train in N processes on this machine (torchrun --standalone: DDP, gloo on CPU, nccl on CUDA); "
+                        "train.batch_size stays the global batch")
+    p.add_argument("--max-restarts", type=int, default=0, metavar="K",
+                   help="with --nproc: when a process dies, restart all of them up to K times; the run continues "
+                        "from its last checkpoint")
     return p
 
 
@@ -64,9 +71,15 @@ def run(args) -> int:
         print(cfg.to_json())
         _describe_nets(cfg)
         return 0
+    if args.nproc < 0 or args.max_restarts < 0:
+        raise UserError("--nproc and --max-restarts take a count >= 0")
+    if args.nproc > 0 and "WORLD_SIZE" not in os.environ:  # hand over to torchrun, which starts this command N times
+        return _launch(args, cfg, out)
     from ..train import train
 
     res = train(cfg, out, resume=args.resume, allow_config_change=args.allow_config_change, progress=not args.no_progress)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 says where the run is
+        return 0
     print(f"run dir: {res.run_dir}  (step {res.step}/{res.total_steps}, {res.wall_s:.0f} s)")
     for name in ("samples", "progress.gif", "curves.png", "metrics.jsonl", "checkpoints"):
         if (res.run_dir / name).exists():
@@ -87,3 +100,46 @@ def _describe_nets(cfg) -> None:
     data = load_data(cfg.data.name, cfg.data.split, cfg.data.image_size, cfg.data.channels, cfg.data.limit)
     for line in build_recipe(cfg, data.shape, data).describe():
         print(line)
+
+
+def _launch(args, cfg, out: Path) -> int:
+    """`train ... --nproc N`: torchrun --standalone --nproc-per-node=N over this same command (without --nproc),
+    after the checks that need no process group, so a bad config or --out is said once, before N processes start.
+    The exit code is the workers' (2 bad input, 3 diverged, 130/143 signals)."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser
+    from torch.distributed.run import run as torchrun
+
+    from ..train import _guard_run_dir, resolve_device
+    from ..runtime import usable_cores
+
+    resolve_device(cfg.train.device)
+    _guard_run_dir(out, args.resume)
+    if cfg.train.batch_size % args.nproc:
+        raise UserError(f"train.batch_size {cfg.train.batch_size} (the global batch) is not divisible by --nproc "
+                        f"{args.nproc}")
+    rest, skip = [], False
+    for a in args.argv[args.argv.index("train") + 1:]:
+        if skip:
+            skip = False
+        elif a in ("--nproc", "--max-restarts"):
+            skip = True
+        elif not a.startswith(("--nproc=", "--max-restarts=")):
+            rest.append(a)
+    if cfg.train.device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        # N processes share the cores (torchrun's default is one thread each)
+        os.environ["OMP_NUM_THREADS"] = str(max(1, usable_cores() // args.nproc))
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)  # its lifecycle notes; errors stay
+    targs = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={args.nproc}",
+                                          f"--max-restarts={args.max_restarts}", "-m", "counterfeit", "train", *rest])
+    try:
+        torchrun(targs)
+    except ChildFailedError as e:
+        codes = [f.exitcode for f in e.failures.values()]
+        return next((c for c in codes if c > 0), 1)
+    except SignalException as e:  # Ctrl-C / SIGTERM: the workers finished their step, checkpointed and said so
+        return 128 + int(e.sigval)
+    return 0

@@ -11,17 +11,19 @@ from ..registry import register
 
 
 class Decoder(nn.Module):
-    """z (B, z_dim) -> images (B, C, H, W) in [0, 1]; `logits` gives the Bernoulli parameters' logits."""
+    """z (B, z_dim) -> images (B, C, H, W) in [0, 1]; logits=True gives the Bernoulli parameters' logits (through
+    forward, so that DistributedDataParallel sees the call)."""
 
     def __init__(self, body: nn.Module, out_shape):
         super().__init__()
         self.body, self.out_shape = body, tuple(out_shape)
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.body(z).view(z.shape[0], *self.out_shape)
+        return self(z, logits=True)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logits(z))
+    def forward(self, z: torch.Tensor, logits: bool = False) -> torch.Tensor:
+        out = self.body(z).view(z.shape[0], *self.out_shape)
+        return out if logits else torch.sigmoid(out)
 
 
 class Encoder(nn.Module):

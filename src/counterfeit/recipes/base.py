@@ -113,6 +113,21 @@ class Recipe:
         """Whether precision=auto may train this recipe in bf16, and why not when it may not."""
         return self.bf16_checked, f"recipe '{self.cfg.model.recipe}' is not checked in bf16"
 
+    # one process of `world` under torchrun: draws that belong to the global batch (G's noise, fake labels) come from
+    # `shared`, a generator every rank holds in the same state, at the global batch's size, and each rank keeps its
+    # slice; so N processes draw what one process with the same global batch draws. Per-element randomness (dropout,
+    # instance noise, GP interpolation weights, crops) uses the rank's own stream (train.py seeds it by seed and rank).
+    rank, world, shared = 0, 1, None
+
+    def distribute(self, rank: int, world: int, shared: torch.Generator) -> None:
+        self.rank, self.world, self.shared = rank, world, shared
+
+    def rank_slice(self, draw, n: int) -> torch.Tensor:
+        """draw(count, generator) for this rank's n rows of the global batch (the plain draw in one process)."""
+        if self.world == 1:
+            return draw(n, None)
+        return draw(n * self.world, self.shared)[self.rank * n:(self.rank + 1) * n]
+
     def group_params(self, group: OptGroup) -> list[nn.Parameter]:
         return [p for n in group.nets for p in self.nets[n].parameters() if p.requires_grad]
 
@@ -299,25 +314,27 @@ class NoiseGAN(Recipe):
             terms["cls"] = self.cfg.loss.aux_weight * F.cross_entropy(af, yf)
         return Losses(terms)
 
+    def train_noise(self, n: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This rank's (z, fake labels) for a training step: n rows of the global batch's draw."""
+        yf = self.rank_slice(lambda k, gen: self.sample_labels(k, device, generator=gen), n) if self.conditional else None
+        return self.rank_slice(lambda k, gen: self.sample_z(k, device, generator=gen), n), yf
+
     def d_losses(self, real: torch.Tensor, labels: torch.Tensor | None) -> Losses:
-        n = real.shape[0]
-        yf = self.sample_labels(n, real.device)
+        z, yf = self.train_noise(real.shape[0], real.device)
         with torch.no_grad():
-            fake = self.generate(self.sample_z(n, real.device), yf)  # (B, C, H, W)
+            fake = self.generate(z, yf)  # (B, C, H, W)
         return self._d_losses(real, labels if self.conditional else None, fake, yf)[0]
 
     def g_losses(self, n: int, labels: torch.Tensor | None) -> Losses:
-        device = next(self.G.parameters()).device
-        yf = self.sample_labels(n, device)
-        fake = self._noisy(self.generate(self.sample_z(n, device), yf))
+        z, yf = self.train_noise(n, next(self.G.parameters()).device)
+        fake = self._noisy(self.generate(z, yf))
         lf, af = self._critic(fake, yf)
         return self._g_terms(lf, af, yf)
 
     def joint_losses(self, real: torch.Tensor, labels: torch.Tensor | None) -> tuple[Losses, Losses]:
         """D's and G's losses from one minibatch and one forward pass (the 2014 code's simultaneous update)."""
-        n = real.shape[0]
-        yf = self.sample_labels(n, real.device)
-        fake = self.generate(self.sample_z(n, real.device), yf)
+        z, yf = self.train_noise(real.shape[0], real.device)
+        fake = self.generate(z, yf)
         d, lf, af = self._d_losses(real, labels if self.conditional else None, fake, yf)
         return d, self._g_terms(lf, af, yf)
 

@@ -21,7 +21,7 @@ def negative_elbo(encoder, decoder, x: torch.Tensor, sample: bool = True) -> dic
     mu, logvar = encoder(x)  # (B, z), (B, z)
     z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
     # -log p(x|z) for a Bernoulli decoder = BCE with logits, summed over pixels
-    recon = F.binary_cross_entropy_with_logits(decoder.logits(z), x, reduction="none").flatten(1).sum(1).mean()
+    recon = F.binary_cross_entropy_with_logits(decoder(z, logits=True), x, reduction="none").flatten(1).sum(1).mean()
     # KL(N(mu, sigma^2) || N(0, 1)) = -1/2 sum(1 + log sigma^2 - mu^2 - sigma^2)
     kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
     return {"recon": recon, "kl": kl}
