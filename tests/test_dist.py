@@ -234,6 +234,7 @@ def test_elastic_restart_after_a_killed_worker_ends_with_the_uninterrupted_weigh
     assert "lost another process" in r.stderr and "[rank0]: Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_two_nodes_on_loopback(tmp_path):
     """Two torchrun agents, --nnodes=2 on 127.0.0.1: one rendezvous, ranks 0 and 1, one run dir written by rank 0;
     its weights are those of one process with the same global batch."""

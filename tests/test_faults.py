@@ -1,5 +1,5 @@
 """Faults a run survives: a second training on one run dir, a full disk during a checkpoint, temp files of a killed
-write, a run that stopped before its first checkpoint."""
+write, a run that stopped before its first checkpoint, a full disk at any other output, a forbidden --out."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from counterfeit import checkpoint as ckpt
 from counterfeit.checkpoint import latest_checkpoint, list_checkpoints, safe_load
@@ -120,3 +123,63 @@ def test_a_toy_run_samples_points_to_npz_and_refuses_a_folder(tmp_path, capsys):
     assert main(["sample", str(run), "--n", "10", "--out", str(tmp_path / "pngs")]) == 2
     err = _err_lines(capsys)
     assert len(err) == 1 and "its samples are points, not images" in err[0] and not (tmp_path / "pngs").exists()
+
+
+def _to_dev_full(*a, **k):
+    """What writing an output on a full disk does: a real ENOSPC, from /dev/full."""
+    with open("/dev/full", "wb") as f:
+        f.write(b"\0" * 65536)
+
+
+@pytest.mark.parametrize("what", ["grid", "gif", "curves", "report", "metrics"])
+def test_a_full_disk_at_any_output_of_a_run_is_one_line_and_keeps_the_checkpoints(what, tmp_path, mnist_dir, capsys,
+                                                                                monkeypatch):
+    import counterfeit.train as T
+
+    run = tmp_path / "run"
+    assert main(_argv(mnist_dir, run, 3)) == 0
+    good = latest_checkpoint(run)
+    good_bytes = good.read_bytes()
+    capsys.readouterr()
+    target = {"grid": "save_grid", "gif": "make_gif", "curves": "plot_curves", "report": "write_report"}.get(what)
+    if target:
+        monkeypatch.setattr(T, target, _to_dev_full)
+    else:
+        monkeypatch.setattr(T.RunWriter, "log", lambda self, row: _to_dev_full())
+    assert main(_argv(mnist_dir, run, 6) + ["--resume"]) == 2
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "no space left in" in err[0] and "Traceback" not in err[0], err
+    named = {"grid": "samples", "gif": "progress.gif", "curves": "curves.png", "report": "report.html",
+             "metrics": "metrics.jsonl"}[what]
+    assert named in err[0], err
+    assert good.read_bytes() == good_bytes  # the last checkpoint is intact (and a later one, if written, complete)
+    assert safe_load(latest_checkpoint(run))["step"] >= 3
+
+
+def test_sample_and_evaluate_outputs_on_a_full_disk_or_a_forbidden_folder(tmp_path, mnist_dir, capsys, monkeypatch):
+    import numpy as np
+
+    run = tmp_path / "run"
+    assert main(_argv(mnist_dir, run, 3)) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(np, "savez_compressed", _to_dev_full)
+    assert main(["sample", str(run), "--n", "8", "--out", str(tmp_path / "s.npz")]) == 2
+    err = _err_lines(capsys)
+    assert len(err) == 1 and "no space left in" in err[0] and str(tmp_path) in err[0], err
+    assert not list(tmp_path.glob("*s.npz*"))  # no partial file
+    monkeypatch.undo()
+    from PIL import Image
+
+    monkeypatch.setattr(Image.Image, "save", _to_dev_full)
+    assert main(["sample", str(run), "--n", "4", "--out", str(tmp_path / "pngs")]) == 2
+    assert "no space left in" in _err_lines(capsys)[0]
+    assert not list((tmp_path / "pngs").iterdir())  # what it began to write is gone again
+    monkeypatch.undo()
+    if os.access("/sys", os.W_OK) and not Path("/sys").is_mount():
+        pytest.skip("/sys is writable here")
+    for argv in (["sample", str(run), "--n", "4", "--out", "/sys/counterfeit-test.npz"],
+                 ["evaluate", str(run), "--metrics", "parzen", "--n", "20", "--json", "/sys/counterfeit-test.json"],
+                 _argv(mnist_dir, Path("/sys/counterfeit-test-run"), 2)):
+        assert main(argv) == 2, argv
+        err = _err_lines(capsys)
+        assert len(err) == 1 and err[0].startswith("counterfeit: error: cannot write /sys/counterfeit-test"), err

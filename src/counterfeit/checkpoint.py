@@ -10,6 +10,7 @@ flushed to disk and renamed over the target, so a crash mid-write leaves the pre
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -62,6 +63,34 @@ def write_error(path: Path, e: OSError, size: int | None = None) -> str:
         need = f" ({size / 1e6:.1f} MB needed{free})" if size else ""
         return f"cannot write {path}: no space left in {Path(path).parent}{need}; free some space and --resume"
     return f"cannot write {path}: {e.strerror or e}"
+
+
+# errors of writing that are the machine's state, never a bug: a full disk or quota, a read-only or forbidden place
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+# and, where the failing call is known to be a write, a folder that is missing or is a file
+WRITE_PATH_ERRNOS = WRITE_ERRNOS | {errno.ENOENT, errno.ENOTDIR, errno.EISDIR}
+
+
+def write_failure(e: BaseException, path: Path | str | None = None, errnos=WRITE_ERRNOS) -> UserError | None:
+    """A failed write as one line (a UserError naming the file and folder), or None for another exception."""
+    if isinstance(e, OSError) and e.errno in errnos:  # the output as the caller names it (not a temp file of it)
+        return UserError(write_error(Path(path or e.filename or "the output"), e))
+    return None
+
+
+@contextlib.contextmanager
+def writing(path: Path | str):
+    """Writes of `path` (a grid, the GIF, a report, metrics rows, a sample file): a full disk or a read-only folder
+    ends in one line naming it instead of a traceback."""
+    try:
+        yield
+    except OSError as e:
+        err = write_failure(e, path, WRITE_PATH_ERRNOS)
+        if err is None:
+            raise
+        raise err from None
 
 
 def clean_orphans(run_dir: Path) -> list[Path]:

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as tdist
 
 from . import errors
+from .checkpoint import write_failure
 from .errors import UserError
 
 TIMEOUT_S = float(os.environ.get("COUNTERFEIT_DIST_TIMEOUT", "600"))  # a collective that waits longer fails
@@ -106,6 +107,12 @@ class Dist:
                 outcome = ("ok", mine if share else None)
             except (UserError, errors.TrainingStopped) as e:
                 outcome = ("err", e)
+            except OSError as e:  # a full disk or a read-only folder on rank 0: one line on every rank
+                err = write_failure(e)
+                if err is None:
+                    self.broadcast(("bug", f"rank 0 failed: {type(e).__name__}: {str(e)[:300]}"))
+                    raise
+                outcome = ("err", err)
             except BaseException as e:  # a bug: the others stop too, rank 0 keeps its traceback
                 self.broadcast(("bug", f"rank 0 failed: {type(e).__name__}: {str(e)[:300]}"))
                 raise

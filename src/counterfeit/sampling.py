@@ -65,8 +65,11 @@ def save_npz(images: torch.Tensor, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.npz")
-    if images.dim() == 2:
-        np.savez_compressed(tmp, points=images.float().cpu().numpy())
-    else:
-        np.savez_compressed(tmp, images=images.permute(0, 2, 3, 1).cpu().numpy())
-    tmp.replace(path)
+    try:
+        if images.dim() == 2:
+            np.savez_compressed(tmp, points=images.float().cpu().numpy())
+        else:
+            np.savez_compressed(tmp, images=images.permute(0, 2, 3, 1).cpu().numpy())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no partial file

@@ -386,6 +386,11 @@ class RunLock:
         return False
 
 
+def _open_writer(run: Path, step: int) -> RunWriter:
+    with ckpt.writing(run / "metrics.jsonl"):
+        return RunWriter(run, purge_step=step)
+
+
 def _write_json(path: Path, obj) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
@@ -526,9 +531,10 @@ def _prepare_run_dir(cfg, run: Path, resume: bool, allow_config_change: bool, pr
             if int(p.stem.split("-")[1]) > step:
                 p.unlink()
         state["_path"] = str(path)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "samples").mkdir(exist_ok=True)
-    _write_json(run / "config.json", cfg.to_dict())  # resolved options, before training starts
+    with ckpt.writing(run / "config.json"):
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "samples").mkdir(exist_ok=True)
+        _write_json(run / "config.json", cfg.to_dict())  # resolved options, before training starts
     return state
 
 
@@ -614,7 +620,8 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
                   for n, m in recipe.nets.items()}
         head += f", {d.world} processes ({d.backend}; global batch {t_cfg.batch_size}, " \
                 f"{t_cfg.batch_size // d.world} per process)"
-    writer = RunWriter(run, purge_step=st.step) if d.main else _NoWriter()
+    writer = d.agree(lambda: _open_writer(run, st.step), share=False) if d.on else _open_writer(run, st.step)
+    writer = writer or _NoWriter()
     if progress:  # the head of the progress display: what the run computes in, and on how many threads
         print(head, file=sys.stderr, flush=True)
     bar = _progress(total, st.step, progress)
@@ -654,7 +661,7 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
         path = run / "samples" / f"step-{st.step:08d}.png"
         row = when()
         nets = st.nets_for_sampling()
-        with _eval_mode(recipe.nets.values(), st.ema.values()), torch.no_grad():
+        with _eval_mode(recipe.nets.values(), st.ema.values()), torch.no_grad(), ckpt.writing(path):
             if data.is_image:
                 imgs, nrow = recipe.preview(st.fixed, nets)
                 save_grid(imgs, path, nrow=nrow)
@@ -664,7 +671,7 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
                 row.update(toy_frame(path, recipe, nets["G"], st.fixed["z"], cfg.data.name, st.step))
             if valid is not None:
                 row.update(_parzen_monitor(recipe, nets["G"], valid, t_cfg, st.step, device, cfg.data.range))
-        writer.image("samples", path, st.step)
+            writer.image("samples", path, st.step)
         return row
 
     def eval_tick() -> dict | None:
@@ -700,14 +707,26 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
         ckpt.prune(run, t_cfg.keep_checkpoints)
         # the GIF, curves and report take seconds to rebuild: at most once a minute, and always at the end
         if st.step == total or time.time() - refreshed[0] > 60:
-            make_gif(sorted((run / "samples").glob("step-*.png")), run / "progress.gif")
-            plot_curves(run / "metrics.jsonl", run / "curves.png", title=f"{cfg.name}: {cfg.model.recipe}")
-            write_report(run)
+            with ckpt.writing(run / "progress.gif"):
+                make_gif(sorted((run / "samples").glob("step-*.png")), run / "progress.gif")
+            with ckpt.writing(run / "curves.png"):
+                plot_curves(run / "metrics.jsonl", run / "curves.png", title=f"{cfg.name}: {cfg.model.recipe}")
+            with ckpt.writing(run / "report.html"):
+                write_report(run)
             refreshed[0] = time.time()
 
     hooks = [Hook(t_cfg.log_every, log_row), Hook(t_cfg.sample_every or steps_per_epoch, preview_tick),
              *([Hook(t_cfg.eval_every, eval_tick)] if t_cfg.eval_every > 0 else []),
              Hook(t_cfg.checkpoint_every or steps_per_epoch, checkpoint_tick)]
+
+    def log(row: dict | None) -> None:
+        def write() -> None:
+            with ckpt.writing(run / "metrics.jsonl"):
+                writer.log(row)
+
+        # rank 0 writes (the others may hold no row: rank 0 alone draws the preview); a full disk there stops every
+        # rank. Every rank calls this for every due hook, so the collectives stay in step
+        d.agree(write)
 
     # ------------------------------------------------------------------ the loop
     step0 = st.step  # where this invocation started (a resumed run's rate counts only its own steps)
@@ -715,7 +734,7 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
     try:
         with _StopSignals(second_stops=not d.on) as stop:
             if st.step == 0:
-                writer.log(preview_tick())
+                log(preview_tick())
             while st.step < total:
                 threads.refresh()  # a second training started or ended: take this run's share of the cores
                 set_hparams(st, cfg, phases, total)
@@ -736,7 +755,7 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
                         bar.total = total
                 for i, hook in enumerate(hooks):
                     if hook.due(st.step, total):
-                        writer.log(hook.run())
+                        log(hook.run())
                     if i == 0 and bar is not None:
                         bar.update(1)
             if stop.signum is not None:

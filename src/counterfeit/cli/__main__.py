@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 
+from ..checkpoint import write_failure
 from ..errors import TrainingStopped, UserError
 from . import classifier, evaluate, figure1, presets, report, sample, train, translate
 
@@ -51,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingStopped as e:
         _say(e, f"counterfeit: stopped: {e}")
         return e.exit_code
+    except OSError as e:  # writing an output into a full disk or a read-only folder: one line; other OSErrors are bugs
+        err = write_failure(e)
+        if err is None:
+            raise
+        print(f"counterfeit: error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("counterfeit: interrupted", file=sys.stderr)
         return 130

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..checkpoint import writing
 from ..metrics.evaluate import METRIC_ORDER
 
 
@@ -47,6 +48,13 @@ def run(args) -> int:
     for line in format_results(results):
         print(line)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        out = Path(args.json)
+        tmp = out.with_name(f".{out.name}.tmp")
+        try:
+            with writing(out):  # a full disk or a read-only folder: one line, and no partial file
+                tmp.write_text(json.dumps(results, indent=2))
+                tmp.replace(out)
+        finally:
+            tmp.unlink(missing_ok=True)
         print(f"wrote {args.json}")
     return 0

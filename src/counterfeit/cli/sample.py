@@ -30,6 +30,7 @@ def add_rejection_args(p) -> None:
 
 
 def run(args) -> int:
+    from ..checkpoint import writing
     from ..sampling import generate, load_generator, save_npz
 
     recipe, cfg, info = load_generator(args.run)
@@ -63,13 +64,22 @@ def run(args) -> int:
     if out.suffix == ".npz":
         if out.exists():
             raise UserError(f"{out} exists; refusing to overwrite it")
-        save_npz(images, out)
+        with writing(out):
+            save_npz(images, out)
     else:
-        if out.exists() and any(out.iterdir()):
-            raise UserError(f"{out} exists and is not empty; refusing to overwrite it")
-        out.mkdir(parents=True, exist_ok=True)
-        a = images.permute(0, 2, 3, 1).numpy()
-        for i, img in enumerate(a):
-            Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(out / f"{i:06d}.png")
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise UserError(f"{out} exists and is not an empty folder; refusing to overwrite it")
+        written = []
+        try:
+            with writing(out):
+                out.mkdir(parents=True, exist_ok=True)
+                a = images.permute(0, 2, 3, 1).numpy()
+                for i, img in enumerate(a):
+                    written.append(out / f"{i:06d}.png")
+                    Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(written[-1])
+        except UserError:  # a full disk: the folder is left as it was found
+            for f in written:
+                f.unlink(missing_ok=True)
+            raise
     print(f"{args.n} samples from {info['path']} (step {info['step']}) -> {out}")
     return 0
