@@ -219,7 +219,7 @@ def test_elastic_restart_after_a_killed_worker_ends_with_the_uninterrupted_weigh
                  wait=False)
     deadline, killed = time.time() + 120, None
     while time.time() < deadline and killed is None:
-        done = [c for c in list_checkpoints(tmp_path / "run")]
+        done = list_checkpoints(tmp_path / "run")
         workers = _children(p.pid)
         if len(done) >= 2 and len(workers) == 2:  # past step 100: kill one worker outright
             killed = max(workers)

@@ -105,17 +105,13 @@ class Dist:
             try:
                 mine = fn()
                 outcome = ("ok", mine if share else None)
-            except (UserError, errors.TrainingStopped) as e:
-                outcome = ("err", e)
-            except OSError as e:  # a full disk or a read-only folder on rank 0: one line on every rank
-                err = write_failure(e)
-                if err is None:
+            except BaseException as e:
+                # bad input, a stop, or a full disk / read-only folder: one line on every rank
+                known = e if isinstance(e, (UserError, errors.TrainingStopped)) else write_failure(e)
+                if known is None:  # a bug: the others stop too, rank 0 keeps its traceback
                     self.broadcast(("bug", f"rank 0 failed: {type(e).__name__}: {str(e)[:300]}"))
                     raise
-                outcome = ("err", err)
-            except BaseException as e:  # a bug: the others stop too, rank 0 keeps its traceback
-                self.broadcast(("bug", f"rank 0 failed: {type(e).__name__}: {str(e)[:300]}"))
-                raise
+                outcome = ("err", known)
         kind, value = self.broadcast(outcome)
         if kind == "ok":
             return value if share or not self.main else mine
