@@ -230,7 +230,9 @@ def test_elastic_restart_after_a_killed_worker_ends_with_the_uninterrupted_weigh
     assert r.returncode == 0, r.stderr[-3000:]
     assert safe_load(latest_checkpoint(tmp_path / "run"))["step"] == 400
     _assert_same(nets_of(tmp_path / "ref"), nets_of(tmp_path / "run"))
-    assert "exitcode: -9" in r.stderr  # torchrun saw the killed worker (and restarted the group: it finished)
+    # torchrun saw a failed worker: the killed one (-9), or its peer that noticed first (PeerLost, 4); it restarted
+    # the group, which then finished
+    assert "exitcode: -9" in r.stderr or "exitcode: 4" in r.stderr
     assert "lost another process" in r.stderr and "[rank0]: Traceback" not in r.stderr
 
 

@@ -1,7 +1,5 @@
 """`python -m counterfeit ...` (and `torchrun -m counterfeit ...`): the same as the `counterfeit` command."""
 
-import sys
+from .cli.__main__ import run
 
-from .cli.__main__ import main
-
-sys.exit(main())
+run()

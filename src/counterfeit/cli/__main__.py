@@ -63,5 +63,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """The process entry point (`counterfeit`, `python -m counterfeit`). A torchrun worker leaves with os._exit once
+    its process group is gone: at interpreter teardown a background thread of torch.distributed's store could
+    outlive its owner and abort the process ("terminate called without an active exception", exit -6) after a
+    run had finished and been written; seen in 2 of about 30 launches here."""
+    code = main()
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
