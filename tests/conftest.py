@@ -45,6 +45,11 @@ def tiny_overrides(data_path, steps=6):
     ]
 
 
+def without_steps(sets):
+    """The overrides less train.steps / train.epochs, for a command that says --steps (the two would conflict)."""
+    return [s for s in sets if not s.startswith(("train.steps=", "train.epochs="))]
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
     n = torch.get_num_threads()

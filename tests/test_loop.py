@@ -20,7 +20,7 @@ from counterfeit.cli.__main__ import main
 from counterfeit.data.sampler import Batches, batch_indices, epoch_order
 from counterfeit.recipes import build_recipe
 from counterfeit.recipes.base import Phase
-from conftest import tiny_overrides
+from conftest import tiny_overrides, without_steps
 
 FORMAT1 = Path(__file__).parent / "data" / "format1"
 
@@ -150,12 +150,12 @@ def test_divergence_exits_3_with_one_line(tmp_path, mnist_dir, capsys):
 def test_a_signal_finishes_the_step_writes_a_checkpoint_and_resume_is_exact(sig, code, tmp_path, mnist_dir):
     """A real process, signalled after its first checkpoint, stops at a step boundary with a checkpoint there;
     resumed for 10 more steps it ends with the weights of an uninterrupted run of as many steps."""
-    sets = tiny_overrides(mnist_dir, 100000) + ["train.checkpoint_every=5", "train.sample_every=100000",
+    sets = without_steps(tiny_overrides(mnist_dir)) + ["train.checkpoint_every=5", "train.sample_every=100000",
                                                  "train.log_every=100000", "train.parzen_monitor=false",
                                                  "train.threads=1"]
     argv = ["train", "gan2014-mnist", "--no-progress", *sum([["--set", s] for s in sets], [])]
     run = tmp_path / "split"
-    p = subprocess.Popen([sys.executable, "-m", "counterfeit", *argv, "--out", str(run)],
+    p = subprocess.Popen([sys.executable, "-m", "counterfeit", *argv, "--out", str(run), "--steps", "100000"],
                          env={**os.environ, "COUNTERFEIT_NO_TENSORBOARD": "1"}, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not list_checkpoints(run) and time.time() < deadline and p.poll() is None:
@@ -229,10 +229,10 @@ def test_image_pool_semantics():
 
 @pytest.mark.parametrize("recipe,same", [("test-pooled-gan", True), ("test-pool-forgotten", False)])
 def test_resume_is_bit_exact_with_recipe_state(recipe, same, tmp_path, mnist_dir):
-    sets = tiny_overrides(mnist_dir, 12) + ["train.checkpoint_every=5", "train.simultaneous=false",
-                                             f"model.recipe={recipe}", "train.parzen_monitor=false"]
+    sets = without_steps(tiny_overrides(mnist_dir)) + ["train.checkpoint_every=5", "train.simultaneous=false",
+                                                        f"model.recipe={recipe}", "train.parzen_monitor=false"]
     argv = ["train", "gan2014-mnist", "--no-progress", *sum([["--set", s] for s in sets], [])]
-    assert main([*argv, "--out", str(tmp_path / "full")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "full"), "--steps", "12"]) == 0
     assert main([*argv, "--out", str(tmp_path / "split"), "--steps", "6"]) == 0
     assert main([*argv, "--out", str(tmp_path / "split"), "--steps", "12", "--resume"]) == 0
     a, b = safe_load(latest_checkpoint(tmp_path / "full")), safe_load(latest_checkpoint(tmp_path / "split"))

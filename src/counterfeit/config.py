@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -235,7 +236,36 @@ MINIMUM = {"train.batch_size": 1, "train.n_dis": 1, "train.log_every": 1, "train
            "train.checkpoint_every": 0, "train.eval_every": 0, "train.keep_checkpoints": 0, "data.limit": 0,
            "data.image_size": 0, "train.ema_decay": 0.0, "train.max_minutes": 0.0, "data.crop_size": 0,
            "model.unet_depth": 0, "model.n_blocks": 0, "model.patch_layers": 1, "loss.adv_weight": 0.0,
-           "loss.l1_weight": 0.0, "loss.cycle_weight": 0.0, "loss.identity_weight": 0.0, "loss.pool_size": 0}
+           "loss.l1_weight": 0.0, "loss.cycle_weight": 0.0, "loss.identity_weight": 0.0, "loss.pool_size": 0,
+           "train.steps": 0, "train.epochs": 0, "train.eval_samples": 2, "train.parzen_monitor_samples": 2,
+           "train.parzen_monitor_valid": 1, "model.d_units": 1, "model.d_pieces": 1, "model.d_layers": 1,
+           "model.embed_dim": 1, "model.width_g": 0, "model.width_d": 0, "model.depth_g": 0, "model.depth_d": 0,
+           "model.g_out_scale": 0.0, "model.g_init_range": 0.0, "model.d_init_range": 0.0, "loss.gp_weight": 0.0,
+           "loss.r1_gamma": 0.0, "loss.clip": 0.0, "loss.instance_noise": 0.0, "loss.instance_noise_steps": 0,
+           "loss.aux_weight": 0.0, "optim.lr_g": 0.0, "optim.lr_d": 0.0, "optim.min_lr": 0.0,
+           "optim.momentum_start_epoch": 0, "optim.momentum_saturate_epoch": 0, "optim.linear_decay_start": 0}
+# settings that live in an interval with an open end: (low, high, low included, high included)
+INTERVALS = {"model.d_input_keep": (0.0, 1.0, False, True), "model.d_hidden_keep": (0.0, 1.0, False, True),
+             "loss.real_label": (0.0, 1.0, False, True), "loss.d_scale": (0.0, float("inf"), False, False),
+             "optim.momentum": (0.0, 1.0, True, False), "optim.final_momentum": (0.0, 1.0, True, False),
+             "train.ema_decay": (0.0, 1.0, True, False), "optim.lr_decay": (0.0, float("inf"), False, False)}
+# list settings: what each element must be, and how many there are (None = any number)
+LISTS = {"model.g_hidden": ("a layer width, an integer >= 1", lambda v: _is_int(v) and v >= 1, None),
+         "model.d_hidden": ("a layer width, an integer >= 1", lambda v: _is_int(v) and v >= 1, None),
+         "optim.betas": ("a number in [0, 1)", lambda v: _is_num(v) and 0.0 <= v < 1.0, 2),
+         "train.eval_metrics": ("a metric name", lambda v: isinstance(v, str), None)}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _interval(low, high, lo_in, hi_in) -> str:
+    return f"{'[' if lo_in else '('}{low:g}, {high:g}{']' if hi_in else ')'}"
 
 
 def _get(cfg: Config, key: str):
@@ -245,7 +275,21 @@ def _get(cfg: Config, key: str):
     return obj
 
 
+def _leaves(obj, prefix: str = ""):
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            yield from _leaves(v, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", v
+
+
 def validate(cfg: Config) -> Config:
+    """Every setting's type was checked when it was read; here its value: a choice, a floor, an interval, the
+    elements of a list, and no NaN or infinity anywhere, so nonsense ends in one line before anything is built."""
+    for key, v in _leaves(cfg):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise UserError(f"{key}: {v} is not a finite number")
     for key, allowed in CHOICES.items():
         v = _get(cfg, key)
         if v not in allowed:
@@ -254,10 +298,19 @@ def validate(cfg: Config) -> Config:
         v = _get(cfg, key)
         if v < low:
             raise UserError(f"{key}: {v} is out of range (at least {low})")
+    for key, (low, high, lo_in, hi_in) in INTERVALS.items():
+        v = _get(cfg, key)
+        if not ((low <= v if lo_in else low < v) and (v <= high if hi_in else v < high)):
+            raise UserError(f"{key}: {v} is out of range {_interval(low, high, lo_in, hi_in)}")
+    for key, (what, ok, length) in LISTS.items():
+        v = _get(cfg, key)
+        if length is not None and len(v) != length:
+            raise UserError(f"{key}: expected {length} values, got {v!r}")
+        bad = [e for e in v if not ok(e)]
+        if bad:
+            raise UserError(f"{key}: {bad[0]!r} is not {what} (got {v!r})")
     if cfg.data.channels not in (0, 1, 3):
         raise UserError(f"data.channels: {cfg.data.channels} is not one of 0 (infer), 1, 3")
-    if not 0.0 <= cfg.train.ema_decay < 1.0:
-        raise UserError(f"train.ema_decay: {cfg.train.ema_decay} must be in [0, 1)")
     return cfg
 
 

@@ -50,10 +50,15 @@ def resolve_config(args) -> tuple[config.Config, Path]:
         overrides.append(f"data.name={args.data}")
         if args.data not in ("mnist",):
             overrides.append("data.split=train")  # the paper split exists for full MNIST only
-    if args.steps is not None:
-        overrides += [f"train.steps={args.steps}", "train.epochs=0"]
-    if args.epochs is not None:
-        overrides += [f"train.epochs={args.epochs}", "train.steps=0"]
+    for flag, value, implied in (("--steps", args.steps, {"train.steps": args.steps, "train.epochs": 0}),
+                                 ("--epochs", args.epochs, {"train.epochs": args.epochs, "train.steps": 0})):
+        if value is None:
+            continue
+        if value <= 0:
+            raise UserError(f"nothing to do: {flag} {value} (give a positive number of "
+                            f"{'G updates' if flag == '--steps' else 'epochs'})")
+        _refuse_conflicts(flag, value, implied, args.overrides)
+        overrides += [f"{k}={v}" for k, v in implied.items()]
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
     if args.device:
@@ -63,6 +68,15 @@ def resolve_config(args) -> tuple[config.Config, Path]:
     if out is None:
         out = Path(args.out) if args.out else Path("runs") / cfg.name
     return cfg, out
+
+
+def _refuse_conflicts(flag: str, value: int, implied: dict, sets: list[str]) -> None:
+    """`--steps 5 --set train.steps=9` says two things; which one wins is not the user's guess to make."""
+    for s in sets:
+        keys, v = config.parse_override(s)
+        key = ".".join(keys)
+        if key in implied and v != implied[key]:
+            raise UserError(f"{flag} {value} conflicts with --set {s}: give one of them")
 
 
 def run(args) -> int:
