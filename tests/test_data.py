@@ -1,5 +1,6 @@
 import gzip
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -139,6 +140,56 @@ def test_image_folder_gray_rgb_resize_and_errors(tmp_path):
     (rgb / "d.png").write_bytes(b"not a png")
     with pytest.raises(UserError, match="unreadable image"):
         load_folder(rgb, image_size=8)
+
+
+def _mode_cases(a: np.ndarray, rgb: np.ndarray):
+    """(mode, file name, image, the uint8 (H, W, C) it must load as): every mode Pillow reads, at its own depth."""
+    gray = a[..., None]
+    return [
+        ("1", "png", Image.fromarray(a).convert("1", dither=Image.Dither.NONE), ((a > 127) * 255).astype(np.uint8)[..., None]),
+        ("L", "png", Image.fromarray(a), gray),
+        ("LA", "png", Image.merge("LA", [Image.fromarray(a), Image.fromarray(255 - a)]), gray),
+        ("P", "png", Image.fromarray(a).convert("P"), gray),
+        ("P colour", "gif", Image.fromarray(rgb).quantize(16), None),  # None: whatever its palette says, in RGB
+        ("RGB", "png", Image.fromarray(rgb), rgb),
+        ("RGBA", "png", Image.fromarray(np.dstack([rgb, a])), rgb),
+        ("CMYK", "tiff", Image.fromarray(rgb).convert("CMYK"), rgb),
+        ("I;16", "png", Image.fromarray(a.astype(np.uint16) * 257), gray),
+        ("I 16-bit", "tiff", Image.fromarray(a.astype(np.int32) * 257), gray),
+        ("I 8-bit", "tiff", Image.fromarray(a.astype(np.int32)), gray),
+        ("F", "tiff", Image.fromarray(a.astype(np.float32) / 255), gray),
+        ("BMP", "bmp", Image.fromarray(rgb), rgb),
+        ("WebP lossless", "webp", Image.fromarray(rgb), rgb),
+    ]
+
+
+def test_image_folders_in_every_pillow_mode_load_at_the_right_scale(tmp_path, digits):
+    a = digits.x[7, 0].numpy()
+    rgb = np.dstack([a, 255 - a, (a // 2 + 60).astype(np.uint8)])
+    for i, (mode, ext, im, want) in enumerate(_mode_cases(a, rgb)):
+        d = tmp_path / f"m{i}"
+        d.mkdir()
+        im.save(d / f"x.{ext}", **({"lossless": True} if ext == "webp" else {}))
+        assert Image.open(d / f"x.{ext}").mode == mode.split()[0] or ext in ("bmp", "webp"), mode
+        x = load_folder(d)[0].permute(1, 2, 0).numpy()
+        if want is None:
+            want = np.asarray(Image.open(d / f"x.{ext}").convert("RGB"))
+        assert x.shape == want.shape and np.array_equal(x, want), (mode, np.abs(x.astype(int) - want).max())
+        if want.shape[2] == 1:  # a grey image asked for in colour: three equal channels
+            x3 = load_folder(d, channels=3)[0].permute(1, 2, 0).numpy()
+            assert np.array_equal(x3, np.repeat(want, 3, axis=2)), mode
+
+
+@pytest.mark.parametrize("array,fragment", [
+    (np.full((8, 8), 70000, np.int32), "span 70000..70000"),
+    (np.full((8, 8), -1, np.int32), "span -1..-1"),
+    (np.full((8, 8), 2.5, np.float32), "values in [2.5, 2.5]"),
+    (np.full((8, 8), np.nan, np.float32), "NaN"),
+])
+def test_images_whose_values_have_no_8_bit_reading_are_refused_not_clipped(tmp_path, array, fragment):
+    Image.fromarray(array).save(tmp_path / "x.tiff")
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        load_folder(tmp_path)
 
 
 def test_unknown_dataset_and_split():

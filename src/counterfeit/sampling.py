@@ -31,7 +31,11 @@ def load_generator(run_or_ckpt: str | Path) -> tuple[Recipe, config_mod.Config, 
             net.eval()
         recipe.load_state_dict(state.get("recipe", {}))
     except (RuntimeError, KeyError) as e:
-        raise UserError(f"{path}: weights do not fit its config: {str(e).splitlines()[0]}") from None
+        detail = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        first = next((ln for ln in detail[1:] if ln.startswith(("size mismatch", "Missing", "Unexpected"))),
+                     detail[0] if detail else repr(e))
+        raise UserError(f"{path}: weights do not fit its config ({len(detail) - 1 or 1} problem(s); "
+                        f"{first[:300]})") from None
     recipe.step = int(state["step"])  # schedules (instance noise) at the point training stopped
     return recipe, cfg, {"path": str(path), "step": int(state["step"]), "ema": bool(ema)}
 

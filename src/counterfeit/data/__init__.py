@@ -140,8 +140,11 @@ def load_data(name: str, split: str = "train", image_size: int = 0, channels: in
         elif p.is_dir() and any(fetch.idx_paths(p)[k] for k in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")):
             paths = fetch.idx_paths(p)
             has_train, has_test = paths["train-images-idx3-ubyte"] is not None, paths["t10k-images-idx3-ubyte"] is not None
+            if split != "test" and not has_train:  # never train on the test digits because train files are missing
+                raise UserError(f"no train-images-idx3-ubyte[.gz] in {p} for split '{split}' (the folder has "
+                                "test files only: set data.split=test to use them)")
             x, y = _idx_dir(p, train=has_train)
-            x, y = _split(x, y, split, name, has_train and has_test, lambda: _idx_dir(p, train=False))
+            x, y = _split(x, y, split, name, has_test, lambda: _idx_dir(p, train=False))
         elif p.is_dir() and find_cifar_dir(p) is not None:
             x, y = load_cifar10(p, train=split != "test")
         elif p.is_dir():
@@ -157,18 +160,41 @@ def load_data(name: str, split: str = "train", image_size: int = 0, channels: in
 
 def _load_npz(p: Path) -> torch.Tensor:
     """A samples file as written by `counterfeit sample`: uint8 `images` (N, H, W, C) -> (N, C, H, W)."""
+    import zipfile
+
     import numpy as np
 
     try:
         with np.load(p, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise UserError(f"{p}: not an .npz archive (a single array: save it with np.savez(path, images=...))")
             if "images" not in z:
-                raise UserError(f"{p}: no array named 'images'")
+                raise UserError(f"{p}: no array named 'images' (it holds {', '.join(z.files) or 'nothing'})")
             a = z["images"]
-    except (OSError, ValueError) as e:
-        raise UserError(f"corrupt samples file {p}: {e}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise UserError(f"corrupt samples file {p}: {str(e).splitlines()[0][:200] or type(e).__name__}") from None
+    if not isinstance(a, np.ndarray):  # a member that is not in NumPy's .npy format comes back as bytes
+        raise UserError(f"corrupt samples file {p}: its 'images' member is not a NumPy array")
     if a.dtype != np.uint8 or a.ndim != 4:
         raise UserError(f"{p}: 'images' must be uint8 (N, H, W, C), got {a.dtype} {a.shape}")
+    if a.shape[3] not in (1, 3) and a.shape[1] in (1, 3):
+        raise UserError(f"{p}: 'images' {a.shape} looks like (N, C, H, W); samples files hold (N, H, W, C): "
+                        "transpose it with a.transpose(0, 2, 3, 1)")
     return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
+
+
+# image shapes (C, H, W) of the named datasets, known without reading them
+SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "embedded": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def image_shape(name: str) -> tuple[int, int, int]:
+    """(C, H, W) of dataset `name`'s images: from the table above, else read from its test split."""
+    return SHAPES.get(name) or tuple(load_data(name, "test").x.shape[1:])
+
+
+def describe_shape(shape) -> str:
+    c, h, w = shape
+    return f"{h}x{w} with {c} channel{'s' if c != 1 else ''}"
 
 
 TOY_SIZE = 100_000

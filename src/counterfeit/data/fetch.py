@@ -69,6 +69,8 @@ def _find_idx(d: Path, stem: str) -> Path | None:
     for cand in (d / stem, d / f"{stem}.gz"):
         if cand.is_file():
             return cand
+        if cand.exists():
+            raise UserError(f"{cand} is not a file")
     return None
 
 

@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from ..errors import UserError
-from .folder import GRAY_MODES, image_files, open_images
+from .folder import as_8bit, image_files, is_gray, open_images
 
 BUILTIN = ["edges2fashion", "edges2fashion-unpaired", "colorize"]
 EDGE_OPERATOR = {"function": "skimage.feature.canny", "input": "article / 255 (28x28 float)", "sigma": 1.0,
@@ -230,16 +230,15 @@ def _colorize(split: str) -> TranslationData:
 def _read_images(files: list[Path], where: Path, image_size: int, channels: int, halves: bool = False):
     """Images -> uint8 arrays (H, W, C); halves: each file is A|B side by side -> (A arrays, B arrays)."""
     images = open_images(files)
-    gray = [p for p, im in zip(files, images) if im.mode in GRAY_MODES]
+    gray = [p for p, im in zip(files, images) if is_gray(im)]
     if channels == 0:
         if gray and len(gray) < len(files):
             raise UserError(f"mixed channel counts in {where}: {len(gray)} grayscale and {len(files) - len(gray)} "
                             f"colour images (e.g. {gray[0].name}); set data.channels=1 or 3 to convert them all")
         channels = 1 if gray else 3
-    mode = "L" if channels == 1 else "RGB"
     out_a, out_b = [], []
     for p, im in zip(files, images):
-        im = im.convert(mode)
+        im = as_8bit(im, p, channels)
         parts = [im]
         if halves:
             w, h = im.size

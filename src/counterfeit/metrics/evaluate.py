@@ -151,12 +151,13 @@ class MetricSpec:
     needs: str  # "features" | "run" | "parzen"
     fmt: Callable[[dict], list[str]]  # its result -> printed lines
     higher_is_better: bool | None = None
+    min_samples: int = 1  # the fewest generated images it can score
 
 
-def _metric(name: str, needs: str, higher_is_better, fmt) -> None:
+def _metric(name: str, needs: str, higher_is_better, fmt, min_samples: int = 1) -> None:
     """Register a metric; fmt is a function of its result, or a format string over the result's keys."""
     lines = fmt if callable(fmt) else (lambda r, t=fmt: [t.format(**r)])
-    registry.register("metric", name)(MetricSpec(name, needs, lines, higher_is_better))
+    registry.register("metric", name)(MetricSpec(name, needs, lines, higher_is_better, min_samples))
 
 
 def _fmt_modes(m: dict) -> list[str]:
@@ -183,11 +184,11 @@ _metric("parzen", "parzen", True, "parzen:    {mean:.1f} +- {se:.1f} nats (sigma
 _metric("elbo", "run", True, "elbo:      {elbo:.2f} nats per image on {n} test images")
 _metric("cas", "run", True, "cas:       {cas:.4f} (classifier trained on {n_generated} generated, tested on real); "
                             "same classifier on {n_real} real images: {real_data_accuracy:.4f}")
-_metric("fid", "features", False, _fmt_fid)
-_metric("kid", "features", False, "kid:       {kid:.5f} +- {kid_std:.5f}")
-_metric("is", "features", True, "is:        {is:.3f} +- {is_std:.3f}")
+_metric("fid", "features", False, _fmt_fid, min_samples=2)  # a covariance
+_metric("kid", "features", False, "kid:       {kid:.5f} +- {kid_std:.5f}", min_samples=2)
+_metric("is", "features", True, "is:        {is:.3f} +- {is_std:.3f}", min_samples=10)  # one image per split
 _metric("pr", "features", True, "precision: {precision:.3f}  recall: {recall:.3f}  density: {density:.3f}  "
-                                "coverage: {coverage:.3f} (k={k})")
+                                "coverage: {coverage:.3f} (k={k})", min_samples=4)  # k + 1 neighbours
 _metric("classes", "features", True, "classes:   {classes_covered}/{num_classes} covered, largest share "
                                      "{largest_class_share:.3f}")
 
@@ -257,6 +258,22 @@ def evaluate_modes(recipe, data_name: str, n: int, seed: int, drs: dict | None) 
     modes, std = mixture_modes(mixture)
     r = toy_modes(x.reshape(len(x), -1), modes, std)
     return {**r, "mixture": data_name, "std": std, "modes": modes.tolist()}
+
+
+def _check_samples(samples: torch.Tensor, data_name: str, metrics: list[str], source: str) -> None:
+    """Enough images, of the dataset's shape, before any extractor or real data is loaded."""
+    from ..data import describe_shape, image_shape
+
+    n = len(samples)
+    if n == 0:
+        raise UserError(f"{source}: no images to score")
+    need = max((registry.get("metric", m).min_samples, m) for m in metrics)
+    if n < need[0]:
+        raise UserError(f"{source}: {n} image{'s' if n != 1 else ''}; metric '{need[1]}' needs at least {need[0]}")
+    want, got = image_shape(data_name), tuple(samples.shape[1:])
+    if got != want:
+        raise UserError(f"{source}: images are {describe_shape(got)}; '{data_name}' images are "
+                        f"{describe_shape(want)}")
 
 
 def evaluate(source, metrics: list[str] | None = None, data: str | None = None, n: int = 10000, seed: int = 0,
@@ -336,6 +353,7 @@ def evaluate(source, metrics: list[str] | None = None, data: str | None = None, 
         # floats are in [0, 1] whatever the nets' range; otherwise uint8, as a user's samples file would hold
         samples = to_uint8(floats, "01") if floats is not None else generate(recipe, n, seed=seed)
         prov.update(checkpoint=info["path"], step=info["step"], ema=info["ema"], n=n, seed=seed)
+    _check_samples(samples, data_name, metrics, str(src))
     results: dict = {"provenance": prov, "data": data_name, "seconds": {}}
     if "parzen" in metrics:
         t = time.time()

@@ -156,6 +156,11 @@ class NoiseGAN(Recipe):
         self.conditional = self.num_classes > 0
         if self.conditional and data is not None and data.y is None:
             raise UserError(f"recipe '{cfg.model.recipe}' is conditional but dataset '{data.name}' has no labels")
+        if self.conditional and data is not None and len(data.y):
+            lo, hi = int(data.y.min()), int(data.y.max())
+            if lo < 0 or hi >= self.num_classes:  # an embedding lookup would fail mid-step, or learn a wrong class
+                raise UserError(f"dataset '{data.name}' has labels {lo}..{hi}, but model.num_classes is "
+                                f"{self.num_classes} (labels must be 0..{self.num_classes - 1})")
         self.aux = self.conditional and cfg.model.d_cond == "acgan"
         self.pack = cfg.model.pack
         if self.pack < 1 or (self.pack > 1 and self.conditional):
