@@ -12,6 +12,10 @@ Results merge into bench/results/family.json (one entry per preset, each with it
 presets can be (re)run a few at a time. CIFAR-10 presets are listed as not run when CIFAR-10 is not on disk.
 `real:mnist` and `real:fashion-mnist` score 10,000 real training images the same way: what a perfect generator
 would get against the test split with this feature space (precision and recall stay below 1 for real data too).
+Sanity rows `sanity:KIND:DATA` score garbage the same way: uniform noise, one constant grey image, one real training
+image repeated, and the real images blurred (Gaussian, sigma 1.5 px). `robustness` then says, per dataset and
+metric, whether every sanity row scores worse than the real row; a metric that rates garbage at or above real
+images is marked not robust, and carries no target.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from counterfeit.checkpoint import latest_checkpoint, safe_load  # noqa: E402
 from counterfeit.data import load_data  # noqa: E402
 from counterfeit.errors import UserError  # noqa: E402
 from counterfeit.metrics.evaluate import FEATURE_METRICS, evaluate, evaluate_images, flat_scores  # noqa: E402
+from counterfeit.metrics.sanity import HIGHER_IS_BETTER, SANITY, garbage, worse  # noqa: E402
 from counterfeit.sampling import generate, load_generator  # noqa: E402
 from counterfeit.train import train  # noqa: E402
 from counterfeit.viz.grid import save_grid  # noqa: E402
@@ -41,6 +46,7 @@ from counterfeit.viz.grid import save_grid  # noqa: E402
 PRESETS = ["real:mnist", "real:fashion-mnist", "gan2014-mnist", "gan2014-fashion", "dcgan-tf-mnist", "dcgan-mnist", "dcgan-fashion", "cgan-mnist",
            "acgan-mnist", "lsgan-fashion", "wgan-fashion", "wgan-gp-fashion", "fashion-fast", "vae-mnist",
            "vae-conv-mnist", "vae-fashion", "dcgan-cifar10", "sngan-cifar10"]
+SANITY_ROWS = [f"sanity:{k}:{d}" for d in ("mnist", "fashion-mnist") for k in SANITY]
 
 
 def _entry(r: dict) -> dict:
@@ -62,10 +68,41 @@ def real_reference(name: str, n: int, seed: int) -> dict:
             "command": f"COUNTERFEIT_DATA=../shared/datasets python bench/family.py --only {name}"}
 
 
+def sanity_row(name: str, n: int, seed: int) -> dict:
+    """'sanity:KIND:DATA': garbage scored as if generated, to see which metrics it fools."""
+    _, kind, ref = name.split(":")
+    imgs = garbage(kind, load_data(ref, "train").x[:n], seed)
+    r = evaluate_images(imgs, ref, FEATURE_METRICS, seed=seed)
+    png = HERE / "results" / "family" / f"{name.replace(':', '-')}.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    save_grid(imgs[:100], png, nrow=10)
+    return {"preset": name, "description": f"{n} images: {SANITY[kind]} ({ref})", "data": ref, "n_generated": n,
+            **_entry(r), "grid": str(png.relative_to(HERE.parent)),
+            "command": f"COUNTERFEIT_DATA=../shared/datasets python bench/family.py --only {name}"}
+
+
+def robustness(presets: dict) -> dict:
+    """Per dataset and score: does every sanity row score worse than the real images?"""
+    out = {}
+    for ref in ("mnist", "fashion-mnist"):
+        real = presets.get(f"real:{ref}", {}).get("scores")
+        rows = {k: presets[f"sanity:{k}:{ref}"]["scores"] for k in SANITY if f"sanity:{k}:{ref}" in presets}
+        if not real or not rows:
+            continue
+        per = {}
+        for m in HIGHER_IS_BETTER:
+            fooled = [k for k, sc in rows.items() if not worse(m, sc[m], real[m])]
+            per[m] = {"robust": not fooled, "fooled_by": fooled, "real": real[m], **{k: sc[m] for k, sc in rows.items()}}
+        out[ref] = per
+    return out
+
+
 def run_one(name: str, minutes: float, work: Path, n: int, seed: int, rescore: bool = False,
             drs: float | None = None) -> dict:
     if name.startswith("real:"):
         return real_reference(name, n, seed)
+    if name.startswith("sanity:"):
+        return sanity_row(name, n, seed)
     overrides = [f"train.max_minutes={minutes}", "train.epochs=100000", "train.steps=0", "train.parzen_monitor=false",
                  "train.keep_checkpoints=1"]
     cfg = config.load_config(name, overrides)
@@ -125,7 +162,9 @@ def main(argv=None) -> int:
     p.add_argument("--drs", type=float, metavar="QUANTILE",
                    help="also score unconditional GAN runs through discriminator rejection sampling at this quantile")
     args = p.parse_args(argv)
-    names = args.only.split(",") if args.only else PRESETS
+    names = args.only.split(",") if args.only else PRESETS + SANITY_ROWS
+    if names == ["sanity"]:
+        names = SANITY_ROWS
     result_path = Path(args.result)
     doc = json.loads(result_path.read_text()) if result_path.is_file() else {"presets": {}}
     doc["about"] = __doc__.split("\n\n", 2)[2].strip()
@@ -138,6 +177,7 @@ def main(argv=None) -> int:
         entry["machine"] = machine()
         entry["date"] = time.strftime("%Y-%m-%d %H:%M")
         doc["presets"][name] = entry
+        doc["robustness"] = robustness(doc["presets"])
         result_path.write_text(json.dumps(doc, indent=2) + "\n")
         s = entry.get("scores")
         print(json.dumps({"preset": name, **(s or {"not_run": entry.get("not_run")})}), flush=True)

@@ -180,3 +180,33 @@ def test_inception_loads_a_torchvision_layout_state_dict_and_checks_its_hash(tmp
     torch.save({k: v for k, v in state.items() if not k.startswith("fc.")}, path)  # a truncated file
     with pytest.raises(UserError, match="do not fit"):
         load_inception(path, expected_sha256=sha256_file(path))
+
+
+# the scores the README's quality tables show (bench/results/family.json "robustness" says why these)
+TABLE_SCORES = ["fid", "kid", "density", "coverage", "recall", "classes", "largest_class_share"]
+
+
+@pytest.fixture(scope="module")
+def digit_scores(digits):
+    """Real digits, and each kind of garbage in their place, scored against other real digits."""
+    from counterfeit.metrics.evaluate import evaluate_images, flat_scores
+    from counterfeit.metrics.sanity import SANITY, garbage
+
+    ex = load_extractor("mnist")
+    ref = ex(digits.x[6000:10000])
+    real = digits.x[:2000]
+    metrics = ["fid", "kid", "pr", "classes"]
+    out = {"real": flat_scores(evaluate_images(real, "mnist", metrics, extractor=ex, real=ref, n_boot=0))}
+    for kind in SANITY:
+        out[kind] = flat_scores(evaluate_images(garbage(kind, real), "mnist", metrics, extractor=ex, real=ref,
+                                                n_boot=0))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["noise", "grey", "one-image", "blur"])
+def test_garbage_scores_worse_than_real_digits_on_every_score_in_the_readme_tables(digit_scores, kind):
+    from counterfeit.metrics.sanity import worse
+
+    real, bad = digit_scores["real"], digit_scores[kind]
+    fooled = {m: (round(bad[m], 3), round(real[m], 3)) for m in TABLE_SCORES if not worse(m, bad[m], real[m])}
+    assert not fooled, f"{kind} scores at least as well as real digits on {fooled}"
