@@ -1,6 +1,6 @@
-"""Faults a run survives: a second training on one run dir, a full disk during a checkpoint, temp files of a killed
-write, a run that stopped before its first checkpoint, a full disk at any other output, a forbidden --out."""
-
+"""Faults a run survives: a second training on one run dir, a full disk during a checkpoint, a real kill -9 inside a
+checkpoint write and the temp files it leaves, a run that stopped before its first checkpoint, a full disk at any
+other output, a forbidden --out."""
 from __future__ import annotations
 
 import os
@@ -90,6 +90,39 @@ def test_temp_files_of_a_killed_write_are_removed_on_the_next_start(tmp_path, mn
     orphan.write_bytes(b"\0" * 1000)  # what a kill -9 in the middle of torch.save leaves
     assert main(_argv(mnist_dir, run, 6) + ["--resume"]) == 0
     assert not orphan.exists() and int(safe_load(latest_checkpoint(run))["step"]) == 6
+
+
+def test_a_real_kill_9_in_the_middle_of_a_checkpoint_write_leaves_a_readable_latest_and_a_temp_file_the_next_start_removes(
+        tmp_path, mnist_dir):
+    """A real process with the paper's full-size nets writes a checkpoint at every step; it is killed with SIGKILL
+    the moment a temp file shows, so the kill lands inside torch.save (retried if the rename won the race)."""
+    sets = [s for s in tiny_overrides(mnist_dir, 100000) if not s.startswith(("model.", "train.checkpoint_every"))]
+    sets += ["train.checkpoint_every=1", "train.keep_checkpoints=2", "train.sample_every=100000",
+             "train.log_every=100000", "train.parzen_monitor=false", "train.threads=1"]
+    argv = ["train", "gan2014-mnist", "--no-progress", *sum([["--set", s] for s in sets], [])]
+    for attempt in range(5):
+        run = tmp_path / f"run{attempt}"
+        p = subprocess.Popen([sys.executable, "-m", "counterfeit", *argv, "--out", str(run)],
+                             env={**os.environ, "COUNTERFEIT_NO_TENSORBOARD": "1"}, stderr=subprocess.DEVNULL)
+        deadline, tmp = time.time() + 90, []
+        while time.time() < deadline and p.poll() is None:
+            d = run / "checkpoints"
+            tmp = [e.name for e in os.scandir(d) if e.name.endswith(".tmp")] if d.is_dir() and list_checkpoints(run) \
+                else []
+            if tmp:
+                p.kill()
+                break
+        p.wait(timeout=30)
+        left = sorted((run / "checkpoints").glob("*.tmp"))
+        if left:
+            break
+    assert left, "no kill landed inside a checkpoint write in 5 attempts"
+    state = safe_load(latest_checkpoint(run))  # the latest checkpoint is a whole one
+    assert int(state["step"]) >= 1 and left[0].stat().st_size <= latest_checkpoint(run).stat().st_size
+    resume = ["train", str(run), "--resume", "--no-progress", "--steps", str(int(state["step"]) + 2)]
+    assert main(resume) == 0
+    assert not list((run / "checkpoints").glob("*.tmp"))
+    assert int(safe_load(latest_checkpoint(run))["step"]) == int(state["step"]) + 2
 
 
 def test_a_run_that_stopped_before_its_first_checkpoint_resumes_from_step_0(tmp_path, mnist_dir, capsys):
