@@ -1,6 +1,7 @@
 """Faults a run survives: a second training on one run dir, a full disk during a checkpoint, a real kill -9 inside a
 checkpoint write and the temp files it leaves, a run that stopped before its first checkpoint, a full disk at any
 other output, a forbidden --out."""
+
 from __future__ import annotations
 
 import os
