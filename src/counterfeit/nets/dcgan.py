@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cond import CondBatchNorm, CondDiscriminator, CondGenerator, register_table, size_error, sn_
-from .layers import Dropout
+from .layers import Dropout, ToContiguous
 
 
 # ---------------------------------------------------------------------------------------------- TF tutorial
@@ -55,7 +55,7 @@ class TFDiscriminator(CondDiscriminator):
         super().__init__(in_shape, num_classes, cond, feat, sn=False)
         self.body = nn.Sequential(
             nn.Conv2d(self.in_channels, 64, 5, 2, 2), nn.LeakyReLU(0.3), Dropout(0.3),
-            nn.Conv2d(64, 128, 5, 2, 2), nn.LeakyReLU(0.3), Dropout(0.3), nn.Flatten(),
+            nn.Conv2d(64, 128, 5, 2, 2), ToContiguous(), nn.LeakyReLU(0.3), Dropout(0.3), nn.Flatten(),
         )
 
     def features(self, x):
