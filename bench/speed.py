@@ -2,7 +2,7 @@
 own code, as shares of the machine's measured matmul peak, in fp32 / bf16 / torch.compile; and two trainings at
 once on the cores (issue 16).
 
-    python bench/speed.py [--rounds 2] [--tf-venv .bench-venv/tf] [--no-tf] [--only dcgan,gan2014,curves,load]
+    python bench/speed.py [--rounds 2] [--tf-venv .bench-venv/tf] [--no-tf] [--only dcgan,gan2014,curves,profile,load]
 
 Rows, all measured in this one run, interleaved by round (the machine is shared: compare ratios, not absolutes):
   peak        GFLOP/s of a 2048x2048 matmul, fp32 and (where the CPU has it natively) bf16;
@@ -15,6 +15,7 @@ Rows, all measured in this one run, interleaved by round (the machine is shared:
   gan2014     the 2014 paper's MLP G and maxout D (batch 100, SGD + momentum, simultaneous update) the same ways;
   curves      the same seed in bf16 and fp32, step by step (dcgan), and the 2014 GAN with this loop against
               torch's own dropout, beside a second seed: the mathematics is the same where the gap is a seed's gap;
+  profile     the 2014 GAN's fp32 step under torch.profiler: its matmuls' share of the step and of the matmul peak;
   load        the README's main job (`counterfeit train quickstart`, shortened) alone, then two at once: with the
               thread policy (train.threads auto) and with each forced to all cores (the old default).
 FLOPs per step are torch's flop counter over one forward + backward. Results: bench/results/speed.json.
@@ -88,6 +89,9 @@ def eager_step(model: str, levers: set[str], batch_x: torch.Tensor):
         opt_g = torch.optim.SGD(G.parameters(), o.lr_g, momentum=o.momentum)
         opt_d = torch.optim.SGD(D.parameters(), o.lr_d, momentum=o.momentum)
     if "compile" in levers:
+        from torch._functorch import config as functorch_config
+
+        functorch_config.donated_buffer = False  # the joint step runs backward twice over one graph, as the loop
         G.compile()
         D.compile()
     bf16 = "bf16" in levers
@@ -149,6 +153,28 @@ def step_flops(model: str, batch_x: torch.Tensor) -> float:
     with FlopCounterMode(display=False) as fc:
         step()
     return float(fc.get_total_flops())
+
+
+def gan2014_profile(steps: int = 50) -> dict:
+    """torch.profiler over the eager fp32 2014-GAN step: the matmuls' (mm, addmm) share of the step and their own
+    GFLOP/s as a share of a 2048x2048 matmul's, measured right after."""
+    from torch.profiler import ProfilerActivity, profile
+
+    x = mnist_batch(100)
+    flops = step_flops("gan2014", x)
+    step = eager_step("gan2014", set(), x)
+    for _ in range(10):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    ev = prof.key_averages()
+    mm = sum(e.self_cpu_time_total for e in ev if e.key in ("aten::mm", "aten::addmm")) / 1e6 / steps
+    total = sum(e.self_cpu_time_total for e in ev) / 1e6 / steps
+    peak = matmul_gflops(torch.float32)
+    return {"flops_per_step": flops, "profiled_s_per_step": round(total, 5), "matmul_s_per_step": round(mm, 5),
+            "matmul_share_of_step": round(mm / total, 3), "matmul_gflops": round(flops / mm / 1e9, 1),
+            "fp32_peak_gflops": round(peak, 1), "matmuls_share_of_fp32_peak": round(flops / mm / 1e9 / peak, 3)}
 
 
 # ---------------------------------------------------------------------------------------------- counterfeit's loop
@@ -259,7 +285,7 @@ def main(argv=None) -> int:
     p.add_argument("--tf-venv", default=str(ROOT / ".bench-venv" / "tf"))
     p.add_argument("--no-tf", action="store_true")
     p.add_argument("--curve-steps", type=int, default=100, help="steps of the bf16-vs-fp32 curve check (x10 for gan2014)")
-    p.add_argument("--only", default="dcgan,gan2014,curves,load")
+    p.add_argument("--only", default="dcgan,gan2014,curves,profile,load")
     p.add_argument("--rows", default="", help="comma-separated substrings: run only the rows whose label has one")
     p.add_argument("--result", default=str(HERE / "results" / "speed.json"))
     args = p.parse_args(argv)
@@ -360,6 +386,10 @@ def main(argv=None) -> int:
         doc["curves"]["gan2014 own dropout vs torch dropout"] = curve_check(
             "gan2014-mnist", ["train.precision=fp32"], ["train.precision=fp32"], 10 * args.curve_steps, True)
         print("curves", json.dumps(doc["curves"], indent=1), flush=True)
+
+    if "profile" in only:  # where the 2014 GAN's fp32 step goes: its matmuls against the machine's matmul peak
+        doc["gan2014_profile"] = gan2014_profile()
+        print("gan2014_profile", doc["gan2014_profile"], flush=True)
 
     if "load" in only:
         alone = quickstart_runs(1, args.load_steps, None)[0]
