@@ -1,0 +1,83 @@
+"""Benchmark: the two changes to the tutorial D of issue 16, each on and off, interleaved in one process.
+
+    python bench/dropout_ab.py [--rounds 5] [--steps 5]
+
+The hand-written bf16 channels_last joint step of bench/speed.py (tutorial DCGAN, batch 256) with:
+  dropout   "16-bit" (nets/layers.Dropout: four masks per 64-bit integer draw) or "fp32 uniforms" (the version
+            before: rand_like(x, float32) >= p);
+  last D block  with ToContiguous before its LeakyReLU (NCHW order into the Flatten) or without it.
+Variants alternate round by round, so a noisy machine slows them alike; the median per variant is the figure.
+Results: bench/results/dropout-ab.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import speed  # noqa: E402
+from gan2014_mnist import machine  # noqa: E402
+
+from counterfeit.nets import layers  # noqa: E402
+
+
+def fp32_uniform_dropout(self, x):
+    if not self.training or self.p == 0.0:
+        return x
+    keep = torch.rand_like(x, dtype=torch.float32) >= self.p
+    return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--result", default=str(HERE / "results" / "dropout-ab.json"))
+    args = p.parse_args(argv)
+    new_do, new_tc = layers.Dropout.forward, layers.ToContiguous.forward
+    variants = {
+        "16-bit dropout, ToContiguous (as shipped)": (new_do, new_tc),
+        "16-bit dropout, no ToContiguous": (new_do, lambda self, x: x),
+        "fp32-uniform dropout, ToContiguous": (fp32_uniform_dropout, new_tc),
+        "fp32-uniform dropout, no ToContiguous (before)": (fp32_uniform_dropout, lambda self, x: x),
+    }
+    x = speed.mnist_batch(256)
+    step = speed.eager_step("dcgan", {"bf16", "channels_last"}, x)
+    for _ in range(5):
+        step()
+    times = {k: [] for k in variants}
+    try:
+        for r in range(args.rounds):
+            for name, (do, tc) in variants.items():
+                layers.Dropout.forward, layers.ToContiguous.forward = do, tc
+                step()
+                t = time.perf_counter()
+                for _ in range(args.steps):
+                    out = step()
+                float(out[0])
+                times[name].append(round((time.perf_counter() - t) / args.steps, 4))
+            print(f"round {r + 1}: " + ", ".join(f"{k}: {v[-1] * 1e3:.0f} ms" for k, v in times.items()), flush=True)
+    finally:
+        layers.Dropout.forward, layers.ToContiguous.forward = new_do, new_tc
+    before = statistics.median(times["fp32-uniform dropout, no ToContiguous (before)"])
+    rows = {k: {"s_per_step": v, "median_s": statistics.median(v),
+                "time_ratio_to_before": round(statistics.median(v) / before, 3)} for k, v in times.items()}
+    doc = {"about": __doc__.split("\n\n", 2)[1].strip(), "machine": machine(),
+           "date": time.strftime("%Y-%m-%d %H:%M"), "command": "python bench/dropout_ab.py " + " ".join(argv or sys.argv[1:]),
+           "rows": rows}
+    Path(args.result).write_text(json.dumps(doc, indent=1) + "\n")
+    for k, v in rows.items():
+        print(f"{k:48s} median {v['median_s'] * 1e3:.1f} ms, {v['time_ratio_to_before']:.3f} of before")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
