@@ -25,13 +25,17 @@ def digits():
 @pytest.fixture
 def mnist_dir(tmp_path, digits):
     """A folder laid out like MNIST: 400 train + 200 test real digits, gzipped IDX."""
-    d = tmp_path / "mini-mnist"
+    return write_mnist_like(tmp_path / "mini-mnist", digits, 400, 200)
+
+
+def write_mnist_like(d, digits, n_train: int, n_test: int):
+    """The first n_train + n_test real digits as an MNIST folder (gzipped IDX train / t10k files) at d."""
     d.mkdir()
     x, y = digits.x[:, 0].numpy(), digits.y.numpy()
-    write_idx(d / "train-images-idx3-ubyte.gz", x[:400])
-    write_idx(d / "train-labels-idx1-ubyte.gz", y[:400])
-    write_idx(d / "t10k-images-idx3-ubyte.gz", x[400:600])
-    write_idx(d / "t10k-labels-idx1-ubyte.gz", y[400:600])
+    write_idx(d / "train-images-idx3-ubyte.gz", x[:n_train])
+    write_idx(d / "train-labels-idx1-ubyte.gz", y[:n_train])
+    write_idx(d / "t10k-images-idx3-ubyte.gz", x[n_train:n_train + n_test])
+    write_idx(d / "t10k-labels-idx1-ubyte.gz", y[n_train:n_train + n_test])
     return d
 
 

@@ -23,8 +23,7 @@ from PIL import Image
 
 from counterfeit import config
 from counterfeit.cli.__main__ import main
-from counterfeit.data.idx import write_idx
-from conftest import tiny_overrides
+from conftest import tiny_overrides, write_mnist_like
 
 
 def _sets(items):
@@ -35,13 +34,8 @@ def _sets(items):
 def world(tmp_path_factory, digits):
     """A small MNIST-layout folder and one real trained run on it, shared by every case (and never changed)."""
     root = tmp_path_factory.mktemp("bad-input")
-    data = root / "mnist"
-    data.mkdir()
+    data = write_mnist_like(root / "mnist", digits, 200, 100)
     x, y = digits.x[:, 0].numpy(), digits.y.numpy()
-    write_idx(data / "train-images-idx3-ubyte.gz", x[:200])
-    write_idx(data / "train-labels-idx1-ubyte.gz", y[:200])
-    write_idx(data / "t10k-images-idx3-ubyte.gz", x[200:300])
-    write_idx(data / "t10k-labels-idx1-ubyte.gz", y[200:300])
     run = root / "run"
     assert main(["train", "gan2014-mnist", "--no-progress", "--out", str(run), *_sets(tiny_overrides(data, 4))]) == 0
     ckpt = sorted((run / "checkpoints").glob("step-*.pt"))[-1]
@@ -105,6 +99,11 @@ def _train_data(w, tmp, data):
 
 def _eval_npz(w, tmp, path, *extra):
     return ["evaluate", str(path), "--data", "mnist", "--metrics", "fid", *extra]
+
+
+def _npz_case(**arrays):
+    """A builder: evaluate a samples file holding these arrays."""
+    return lambda w, t: _eval_npz(w, t, _npz(t / "s.npz", **arrays))
 
 
 def _bad_ckpt(tmp, blob: bytes) -> Path:
@@ -171,23 +170,15 @@ FILES = [
     ("folder-float-nan", lambda w, t: _train_data(w, t, (lambda d: (d.mkdir(), Image.fromarray(
         np.full((28, 28), np.nan, np.float32)).save(d / "a.tiff"), d)[-1])(t / "imgs")), "float image"),
     # ---- samples files for evaluate
-    ("npz-missing-key", lambda w, t: _eval_npz(w, t, _npz(t / "s.npz", pictures=np.zeros((4, 28, 28, 1), np.uint8))),
-     "no array named 'images'"),
-    ("npz-zero-images", lambda w, t: _eval_npz(w, t, _npz(t / "s.npz", images=np.zeros((0, 28, 28, 1), np.uint8))),
-     "no images"),
-    ("npz-one-image", lambda w, t: _eval_npz(w, t, _npz(t / "s.npz", images=np.zeros((1, 28, 28, 1), np.uint8))),
-     "at least 2"),
-    ("npz-nchw", lambda w, t: _eval_npz(w, t, _npz(t / "s.npz", images=np.zeros((8, 1, 28, 28), np.uint8))),
-     "(N, H, W, C)"),
-    ("npz-wrong-size", lambda w, t: _eval_npz(w, t, _npz(t / "s.npz", images=np.zeros((8, 32, 32, 1), np.uint8))),
-     "28x28"),
-    ("npz-wrong-channels", lambda w, t: _eval_npz(w, t, _npz(t / "s.npz", images=np.zeros((8, 28, 28, 3), np.uint8))),
-     "channel"),
-    ("npz-float", lambda w, t: _eval_npz(w, t, _npz(t / "s.npz", images=np.zeros((8, 28, 28, 1), np.float32))),
-     "uint8"),
-    ("npz-3d", lambda w, t: _eval_npz(w, t, _npz(t / "s.npz", images=np.zeros((8, 28, 28), np.uint8))), "uint8"),
-    ("npz-object", lambda w, t: _eval_npz(w, t, _npz(t / "s.npz", images=np.array([None, 1], dtype=object))),
-     "corrupt samples file"),
+    ("npz-missing-key", _npz_case(pictures=np.zeros((4, 28, 28, 1), np.uint8)), "no array named 'images'"),
+    ("npz-zero-images", _npz_case(images=np.zeros((0, 28, 28, 1), np.uint8)), "no images"),
+    ("npz-one-image", _npz_case(images=np.zeros((1, 28, 28, 1), np.uint8)), "at least 2"),
+    ("npz-nchw", _npz_case(images=np.zeros((8, 1, 28, 28), np.uint8)), "(N, H, W, C)"),
+    ("npz-wrong-size", _npz_case(images=np.zeros((8, 32, 32, 1), np.uint8)), "28x28"),
+    ("npz-wrong-channels", _npz_case(images=np.zeros((8, 28, 28, 3), np.uint8)), "channel"),
+    ("npz-float", _npz_case(images=np.zeros((8, 28, 28, 1), np.float32)), "uint8"),
+    ("npz-3d", _npz_case(images=np.zeros((8, 28, 28), np.uint8)), "uint8"),
+    ("npz-object", _npz_case(images=np.array([None, 1], dtype=object)), "corrupt samples file"),
     ("npz-text", lambda w, t: _eval_npz(w, t, ((t / "s.npz").write_text("not a zip"), t / "s.npz")[-1]),
      "corrupt samples file"),
     ("npz-truncated", lambda w, t: _eval_npz(w, t, (lambda p: (p.write_bytes(p.read_bytes()[:300]), p)[-1])(_npz(
