@@ -55,29 +55,23 @@ def _entry(r: dict) -> dict:
             "is_std": r["is"]["is_std"], "provenance": r["provenance"]}
 
 
-def real_reference(name: str, n: int, seed: int) -> dict:
-    """'real:DATA': n real training images scored as if generated; the ceiling every preset is read against."""
-    ref = name.split(":", 1)[1]
+def image_row(name: str, n: int, seed: int) -> dict:
+    """'real:DATA': n real training images scored as if generated, the ceiling every preset is read against;
+    'sanity:KIND:DATA': garbage in their place (metrics/sanity.py), to see which metrics it fools."""
+    parts = name.split(":")
+    ref = parts[-1]
     imgs = load_data(ref, "train").x[:n]
+    if parts[0] == "sanity":
+        imgs = garbage(parts[1], imgs, seed)
+        what = f"{n} images: {SANITY[parts[1]]} ({ref})"
+    else:
+        what = f"{n} real {ref} training images in place of samples (no training)"
     r = evaluate_images(imgs, ref, FEATURE_METRICS, seed=seed)
     png = HERE / "results" / "family" / f"{name.replace(':', '-')}.png"
     png.parent.mkdir(parents=True, exist_ok=True)
     save_grid(imgs[:100], png, nrow=10)
-    return {"preset": name, "description": f"{n} real {ref} training images in place of samples (no training)",
-            "data": ref, "n_generated": n, **_entry(r), "grid": str(png.relative_to(HERE.parent)),
-            "command": f"COUNTERFEIT_DATA=../shared/datasets python bench/family.py --only {name}"}
-
-
-def sanity_row(name: str, n: int, seed: int) -> dict:
-    """'sanity:KIND:DATA': garbage scored as if generated, to see which metrics it fools."""
-    _, kind, ref = name.split(":")
-    imgs = garbage(kind, load_data(ref, "train").x[:n], seed)
-    r = evaluate_images(imgs, ref, FEATURE_METRICS, seed=seed)
-    png = HERE / "results" / "family" / f"{name.replace(':', '-')}.png"
-    png.parent.mkdir(parents=True, exist_ok=True)
-    save_grid(imgs[:100], png, nrow=10)
-    return {"preset": name, "description": f"{n} images: {SANITY[kind]} ({ref})", "data": ref, "n_generated": n,
-            **_entry(r), "grid": str(png.relative_to(HERE.parent)),
+    return {"preset": name, "description": what, "data": ref, "n_generated": n, **_entry(r),
+            "grid": str(png.relative_to(HERE.parent)),
             "command": f"COUNTERFEIT_DATA=../shared/datasets python bench/family.py --only {name}"}
 
 
@@ -99,10 +93,8 @@ def robustness(presets: dict) -> dict:
 
 def run_one(name: str, minutes: float, work: Path, n: int, seed: int, rescore: bool = False,
             drs: float | None = None) -> dict:
-    if name.startswith("real:"):
-        return real_reference(name, n, seed)
-    if name.startswith("sanity:"):
-        return sanity_row(name, n, seed)
+    if name.startswith(("real:", "sanity:")):
+        return image_row(name, n, seed)
     overrides = [f"train.max_minutes={minutes}", "train.epochs=100000", "train.steps=0", "train.parzen_monitor=false",
                  "train.keep_checkpoints=1"]
     cfg = config.load_config(name, overrides)
