@@ -234,7 +234,7 @@ CHOICES = {
 MINIMUM = {"train.batch_size": 1, "train.n_dis": 1, "train.log_every": 1, "train.sample_grid": 1, "model.z_dim": 1,
            "model.pack": 1, "model.num_classes": 0, "train.threads": 0, "train.sample_every": 0,
            "train.checkpoint_every": 0, "train.eval_every": 0, "train.keep_checkpoints": 0, "data.limit": 0,
-           "data.image_size": 0, "train.ema_decay": 0.0, "train.max_minutes": 0.0, "data.crop_size": 0,
+           "data.image_size": 0, "train.max_minutes": 0.0, "data.crop_size": 0,
            "model.unet_depth": 0, "model.n_blocks": 0, "model.patch_layers": 1, "loss.adv_weight": 0.0,
            "loss.l1_weight": 0.0, "loss.cycle_weight": 0.0, "loss.identity_weight": 0.0, "loss.pool_size": 0,
            "train.steps": 0, "train.epochs": 0, "train.eval_samples": 2, "train.parzen_monitor_samples": 2,
