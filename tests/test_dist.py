@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_overrides
 
 from counterfeit import config
 from counterfeit.checkpoint import latest_checkpoint, list_checkpoints, safe_load
@@ -153,6 +154,35 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
     for a, b in zip(*rows):
         if "loss/D/total" in a:
             assert abs(a["loss/D/total"] - b["loss/D/total"]) < 1e-4
+
+
+def test_evaluation_during_training_is_sharded_and_scores_as_one_process(tmp_path, mnist_dir, monkeypatch):
+    """train.eval_every under torchrun: each rank makes and featurises its half of the eval samples, rank 0 scores
+    the gathered features. With dropout off (the 2014 nets are then world-size invariant) the 2-process run's
+    scores at each tick, and its best.json, are the 1-process run's up to float error; n_fake counts both halves."""
+    from counterfeit.metrics.features import manifest
+
+    if "mnist" not in manifest():
+        pytest.skip("no bundled MNIST classifier")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    sets = tiny_overrides(mnist_dir, steps=6) + [
+        "model.d_input_keep=1", "model.d_hidden_keep=1", "train.eval_every=3", "train.eval_samples=200",
+        "train.eval_extractor=mnist", "train.eval_metrics=[fid, kid, classes]", "train.parzen_monitor=false"]
+    r = torchrun(tmp_path, cf_train("gan2014-mnist", "--out", str(tmp_path / "two"), *sum((["--set", o] for o in sets), [])),
+                 timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    train(config.load_config("gan2014-mnist", sets), tmp_path / "one", progress=False)
+    _assert_same(nets_of(tmp_path / "two"), nets_of(tmp_path / "one"), atol=1e-5)
+    evals = [[json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines() if '"eval/fid"' in x]
+             for d in ("two", "one")]
+    assert [e["step"] for e in evals[0]] == [e["step"] for e in evals[1]] == [3, 6]
+    for a, b in zip(*evals):
+        assert a["eval/fid"] == pytest.approx(b["eval/fid"], rel=1e-3)
+        assert a["eval/kid"] == pytest.approx(b["eval/kid"], rel=1e-2, abs=1e-4)
+        assert a["eval/classes"] == b["eval/classes"]
+    best = [json.loads((tmp_path / d / "best.json").read_text()) for d in ("two", "one")]
+    assert best[0]["step"] == best[1]["step"] and best[0]["value"] == pytest.approx(best[1]["value"], rel=1e-3)
+    assert best[0]["provenance"]["n_fake"] == best[1]["provenance"]["n_fake"] == 200
 
 
 def test_exact_resume_under_ddp_and_one_line_for_another_world_size(tmp_path):

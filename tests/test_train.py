@@ -188,3 +188,22 @@ def test_bad_evaluation_settings_fail_before_the_run_dir_is_touched(tmp_path, mn
     with pytest.raises(UserError, match="to pick the best step"):
         train(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("preset", ["gan2014-mnist", "cgan-mnist"])
+def test_each_ranks_share_of_the_samples_makes_up_the_whole(preset):
+    """generate(part=(rank, world)): the shares of 3 ranks, in rank order, are the samples one process makes (noise
+    and labels drawn whole, G run on the rank's rows; batches of 7 cut the shares mid-batch), and each is its size."""
+    from counterfeit.recipes import build_recipe
+    from counterfeit.sampling import generate
+
+    cfg = config.load_config(preset, ["model.width_g=8", "model.width_d=8", "model.g_hidden=[16, 16]"]
+                             if preset == "cgan-mnist" else ["model.g_hidden=[16, 16]"])
+    recipe = build_recipe(cfg, (1, 28, 28), None)
+    for net in recipe.nets.values():
+        net.eval()  # as in training's evaluation (BatchNorm on its running statistics)
+    whole = generate(recipe, 50, seed=4, batch=7)
+    parts = [generate(recipe, 50, seed=4, batch=7, part=(r, 3)) for r in range(3)]
+    assert [len(p) for p in parts] == [16, 17, 17]
+    assert torch.equal(torch.cat(parts), whole)
+    assert not torch.equal(parts[0], parts[1][:16])  # the shares are different samples

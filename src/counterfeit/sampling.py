@@ -42,18 +42,29 @@ def load_generator(run_or_ckpt: str | Path) -> tuple[Recipe, config_mod.Config, 
 
 @torch.no_grad()
 def generate(recipe: Recipe, n: int, seed: int = 0, batch: int = 500, labels: torch.Tensor | None = None,
-             as_uint8: bool = True, G=None, device="cpu") -> torch.Tensor:
-    """n samples (N, C, H, W): uint8, or float in [0, 1] for likelihood estimates on continuous pixels."""
+             as_uint8: bool = True, G=None, device="cpu", part: tuple[int, int] | None = None) -> torch.Tensor:
+    """n samples (N, C, H, W): uint8, or float in [0, 1] for likelihood estimates on continuous pixels.
+
+    part=(rank, world): only this rank's contiguous share, samples [n*rank//world, n*(rank+1)//world) of the same
+    n (every rank draws all the noise, which is cheap, and runs G on its own rows): the shares of all ranks, in rank
+    order, are the samples one process would make."""
     if n <= 0:
         raise UserError(f"--n must be positive, got {n}")
+    lo, hi = (0, n) if part is None else (n * part[0] // part[1], n * (part[0] + 1) // part[1])
     gen = torch.Generator().manual_seed(seed)
     out = []
     for i in range(0, n, batch):
         m = min(batch, n - i)
-        z = recipe.sample_z(m, generator=gen).to(device)
+        z = recipe.sample_z(m, generator=gen)
         y = labels[i : i + m] if labels is not None else recipe.sample_labels(m, generator=gen)
-        x = recipe.generate(z, None if y is None else y.to(device), G=G).cpu()
+        a, b = max(lo, i) - i, min(hi, i + m) - i  # this rank's rows of the batch
+        if a >= b:
+            continue
+        z, y = z[a:b].to(device), None if y is None else y[a:b].to(device)
+        x = recipe.generate(z, y, G=G).cpu()
         out.append(as_output(x, recipe.cfg.data.range, as_uint8))
+    if not out:  # more ranks than samples
+        return generate(recipe, 1, seed, batch, labels, as_uint8, G, device)[:0]
     return torch.cat(out)
 
 

@@ -590,6 +590,8 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
         st.scalers = {g: torch.amp.GradScaler(device.type) for g in st.groups}
     # bad evaluation settings fail here, before anything is written to the run dir (rank 0 evaluates)
     evaluator = d.agree(lambda: _Evaluator(cfg, run, data), share=False) if t_cfg.eval_every > 0 else None
+    if evaluator is None and t_cfg.eval_every > 0:  # the other ranks: G and the extractor for their share of samples
+        evaluator = _Evaluator(cfg, run, data, main=False)
     state = d.agree(lambda: _prepare_run_dir(cfg, run, resume, allow_config_change, progress, d.world))
     if state is not None:
         st.load_state_dict(state, device, state["_path"])
@@ -676,11 +678,13 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
 
     def eval_tick() -> dict | None:
         ranks = d.gather(st.rank_state(device)) if d.on else None  # for best.pt (every rank takes part)
+        # sharded: each rank makes and featurises its share of the samples; rank 0 scores them all
+        with _eval_mode(recipe.nets.values(), st.ema.values()):
+            mine = evaluator.features(recipe, st.nets_for_sampling()["G"], st.step, device, (d.rank, d.world))
+        parts = d.gather(mine)
 
         def rank0() -> dict:
-            with _eval_mode(recipe.nets.values(), st.ema.values()), torch.no_grad():
-                row = evaluator(recipe, st.nets_for_sampling()["G"], st.step,
-                                lambda: st.state_dict(cfg, data.shape, device, ranks), device)
+            row = evaluator(parts, st.step, lambda: st.state_dict(cfg, data.shape, device, ranks))
             row.update(when())
             if bar is not None:
                 bar.write(f"step {st.step}: " + "  ".join(f"{k[5:]} {v:.4g}" for k, v in row.items()
@@ -849,7 +853,7 @@ class _Evaluator:
     atomically to run/best.pt (a checkpoint like the others: sample and resume from it) and its scores to best.json.
     """
 
-    def __init__(self, cfg, run: Path, data):
+    def __init__(self, cfg, run: Path, data, main: bool = True):
         from .metrics.evaluate import SELECTORS, real_features, reference_name
         from .metrics.features import load_extractor
 
@@ -863,18 +867,27 @@ class _Evaluator:
         self.key, (self.value_of, self.lower_is_better) = picks[0], SELECTORS[picks[0]]
         self.ref = reference_name(cfg.data.name)
         self.ex = load_extractor(t.eval_extractor or self.ref)  # fails now, with the reason, not at the first tick
-        self.real = real_features(self.ex, self.ref)  # computed (or read from the cache) once, held for every tick
+        # the real split's features, computed (or read from the cache) once and held for every tick, by rank 0 alone
+        self.real = real_features(self.ex, self.ref) if main else None
         self.n, self.seed, self.run = t.eval_samples, t.seed, run
         self.best = None
-        if (run / "best.json").is_file():  # resumed: keep competing with the best so far
+        if main and (run / "best.json").is_file():  # resumed: keep competing with the best so far
             self.best = json.loads((run / "best.json").read_text())["value"]
 
-    def __call__(self, recipe, G, step: int, state_now, device) -> dict:
-        from .metrics.evaluate import evaluate_images, flat_scores
+    @torch.no_grad()
+    def features(self, recipe, G, step: int, device, part=(0, 1)) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's share of the tick's samples through the extractor (every rank calls it under torchrun)."""
         from .sampling import generate
 
-        fake = generate(recipe, self.n, seed=self.seed * 7919 + step + 1, G=G, device=device)  # own RNG stream
-        r = evaluate_images(fake, self.ref, self.metrics, extractor=self.ex, seed=self.seed, n_boot=0, real=self.real)
+        fake = generate(recipe, self.n, seed=self.seed * 7919 + step + 1, G=G, device=device, part=part)  # own stream
+        return self.ex(fake)
+
+    def __call__(self, parts: list[tuple[torch.Tensor, torch.Tensor]], step: int, state_now) -> dict:
+        """Rank 0: the scores of every rank's features (in rank order, the samples one process would make)."""
+        from .metrics.evaluate import flat_scores, score_features
+
+        ff, fl = torch.cat([f for f, _ in parts]), torch.cat([g for _, g in parts])
+        r = score_features(ff, fl, self.ref, self.metrics, self.ex, self.real, seed=self.seed, n_boot=0)
         value = self.value_of(r)
         row = {"step": step, **{f"eval/{k}": v for k, v in flat_scores(r).items()}}
         if self.best is None or (value < self.best if self.lower_is_better else value > self.best):

@@ -93,10 +93,19 @@ def evaluate_images(fake: torch.Tensor, data_name: str, metrics: list[str], extr
     real: the split's (features, logits) from real_features, when the caller already holds them."""
     ex = extractor or load_extractor(data_name)
     t = time.time()
-    rf, rl = real if real is not None else real_features(ex, data_name, split)
+    rf_rl = real if real is not None else real_features(ex, data_name, split)
     ff, fl = ex(fake)
+    return score_features(ff, fl, data_name, metrics, ex, rf_rl, split, seed, n_boot, time.time() - t)
+
+
+def score_features(ff: torch.Tensor, fl: torch.Tensor, data_name: str, metrics: list[str], ex: Extractor,
+                   real: tuple, split: str = "test", seed: int = 0, n_boot: int = 20,
+                   feature_s: float = 0.0) -> dict:
+    """The metrics of generated images already through the extractor (features ff, logits fl), against the real
+    split's (features, logits): evaluate_images' second half, and what a sharded evaluation merges into."""
+    rf, rl = real
     out: dict = {"provenance": {**ex.provenance(), "real": f"{data_name} {split} ({len(rf)})", "n_fake": len(ff),
-                                "seed": seed}, "seconds": {"features": round(time.time() - t, 2)}}
+                                "seed": seed}, "seconds": {"features": round(feature_s, 2)}}
     for m in metrics:
         t = time.time()
         if m == "fid":
