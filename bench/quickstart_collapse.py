@@ -1,6 +1,6 @@
 """Why the README's main job (`quickstart`, the 2014 GAN on the embedded digits) sometimes collapses: a diagnosis.
 
-    python bench/quickstart_collapse.py [--steps 4500] [--every 500]
+    python bench/quickstart_collapse.py [--steps 4500] [--every 500] [--masks both|16] [--set KEY=VALUE ...]
 
 Trains `quickstart` (seed 0) twice, alone and one after the other: with the dropout masks as shipped (fp32
 uniforms) and with the 16-bit masks of bench/dropout_ab.py (tried for issue 16, reverted: with them seed 0
@@ -53,10 +53,10 @@ def probe(path: Path) -> dict:
             "saturated": round(float((a.abs() > 8).float().mean()), 3), "|a|": round(float(a.abs().mean()), 2)}
 
 
-def run(steps: int, every: int, seed: int) -> list[dict]:
+def run(steps: int, every: int, seed: int, sets: list[str]) -> list[dict]:
     cfg = config.load_config("quickstart", [f"train.steps={steps}", "train.epochs=0", f"train.checkpoint_every={every}",
                                             "train.keep_checkpoints=0", f"train.log_every={every}",
-                                            f"train.seed={seed}"])
+                                            f"train.seed={seed}", *sets])
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         train(cfg, out, progress=False)
@@ -76,18 +76,20 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=4500)
     p.add_argument("--every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--masks", choices=["both", "16"], default="both", help="16: the 16-bit masks' run alone")
+    p.add_argument("--set", action="append", default=[], help="a config override for both runs (what-if)")
     p.add_argument("--result", default=str(HERE / "results" / "quickstart-collapse.json"))
     args = p.parse_args(argv)
     shipped = layers.Dropout.forward
     res = {"about": __doc__.split("\n\n")[2].strip(), "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
            "command": "python bench/quickstart_collapse.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "runs": {}}
+           "overrides": args.set, "runs": {}}
     try:
-        for name, forward in (("fp32-uniform masks (as shipped)", shipped), ("16-bit masks (reverted)",
-                                                                             sixteen_bit_dropout)):
+        variants = (("fp32-uniform masks (as shipped)", shipped), ("16-bit masks (reverted)", sixteen_bit_dropout))
+        for name, forward in variants[1:] if args.masks == "16" else variants:
             print(name, flush=True)
             layers.Dropout.forward = forward
-            res["runs"][name] = run(args.steps, args.every, args.seed)
+            res["runs"][name] = run(args.steps, args.every, args.seed, args.set)
     finally:
         layers.Dropout.forward = shipped
     Path(args.result).write_text(json.dumps(res, indent=1) + "\n")
