@@ -8,7 +8,8 @@ collapsed). At every checkpoint it reads, on 500 fixed noise vectors:
   alive     the share of each G ReLU layer's units active for at least one z (dead ReLUs would freeze G);
   spread    the per-pixel standard deviation of G's samples over z, averaged over pixels (0 = one image for all z);
   saturated the share of G's output pre-activations beyond |8| (sigmoid'(8) = 3e-4: no gradient flows back);
-  |a|       their mean magnitude; D(x), D(G(z)) from the training log.
+  |a|       their mean magnitude; D(x), D(G(z)) from the training log;
+  preview_spread, warned  the training loop's collapse watch (train._CollapseWatch) on the run's own preview grid.
 Results: bench/results/quickstart-collapse.json.
 """
 
@@ -32,13 +33,16 @@ from counterfeit import config  # noqa: E402
 from counterfeit.checkpoint import list_checkpoints  # noqa: E402
 from counterfeit.nets import layers  # noqa: E402
 from counterfeit.sampling import load_generator  # noqa: E402
-from counterfeit.train import train  # noqa: E402
+from counterfeit.train import _CollapseWatch, train  # noqa: E402
 
 
 @torch.no_grad()
-def probe(path: Path) -> dict:
-    recipe, _, _ = load_generator(path)
+def probe(path: Path, watch: _CollapseWatch) -> dict:
+    recipe, _, info = load_generator(path)
     G = recipe.G.eval()
+    imgs, _ = recipe.preview(recipe.preview_inputs(recipe.cfg.train.sample_grid ** 2, recipe.cfg.train.seed, "cpu"),
+                             {"G": G})
+    preview_spread, warning = watch(imgs, info["step"])
     z = recipe.sample_z(500, generator=torch.Generator().manual_seed(1))
     relu, pre = [], []
     linears = [m for m in G.modules() if isinstance(m, torch.nn.Linear)]
@@ -50,7 +54,8 @@ def probe(path: Path) -> dict:
         h.remove()
     a = pre[0]
     return {"alive": [round(float(r), 3) for r in relu], "spread": round(float(x.flatten(1).std(0).mean()), 4),
-            "saturated": round(float((a.abs() > 8).float().mean()), 3), "|a|": round(float(a.abs().mean()), 2)}
+            "saturated": round(float((a.abs() > 8).float().mean()), 3), "|a|": round(float(a.abs().mean()), 2),
+            "preview_spread": preview_spread, "warned": warning is not None}
 
 
 def run(steps: int, every: int, seed: int, sets: list[str]) -> list[dict]:
@@ -61,9 +66,9 @@ def run(steps: int, every: int, seed: int, sets: list[str]) -> list[dict]:
         out = Path(tmp) / "run"
         train(cfg, out, progress=False)
         log = {r["step"]: r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "D(x)" in r}
-        rows = []
+        rows, watch = [], _CollapseWatch(None)
         for step, path in list_checkpoints(out):
-            r = {"step": step, **probe(path)}
+            r = {"step": step, **probe(path, watch)}
             if step in log:
                 r.update({k: round(log[step][k], 3) for k in ("D(x)", "D(G(z))")})
             rows.append(r)

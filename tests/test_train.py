@@ -207,3 +207,31 @@ def test_each_ranks_share_of_the_samples_makes_up_the_whole(preset):
     assert [len(p) for p in parts] == [16, 17, 17]
     assert torch.equal(torch.cat(parts), whole)
     assert not torch.equal(parts[0], parts[1][:16])  # the shares are different samples
+
+
+def test_a_collapse_onto_one_image_is_logged_and_warned_once(tmp_path, mnist_dir, digits, capsys):
+    """samples/spread is logged with every preview of a real run; the watch warns when the spread falls below a tenth
+    of the best the run had (real digits, then one digit repeated: what a frozen G draws), once, and never for a G
+    that has not spread yet (its first samples are all alike)."""
+    from counterfeit.train import _CollapseWatch
+
+    cfg = _cfg(mnist_dir, ["model.g_init_range=1.0"], steps=6)  # wide first weights: the samples differ from step 0
+    train(cfg, tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    spreads = {r["step"]: r["samples/spread"] for r in rows if "samples/spread" in r}
+    assert sorted(spreads) == [0, 3, 6] and all(v > 0.05 for v in spreads.values())
+    assert "collapsed" not in capsys.readouterr().err
+
+    real, frozen = digits.x[:16], digits.x[:1].repeat(16, 1, 1, 1)
+    young = (digits.x[:16].float() * 0.02 + 100).to(torch.uint8)  # near-constant, as an untrained G's grid
+    watch = _CollapseWatch(None)
+    assert watch(young, 0)[1] is None and watch(frozen, 1) == (0.0, None)  # never spread: nothing to lose
+    spread, warning = watch(real, 2)
+    assert spread > 0.1 and warning is None
+    spread, warning = watch(frozen, 3)
+    assert spread == 0.0 and "step 3: G's samples have collapsed" in warning
+    assert watch(frozen, 4)[1] is None  # once
+    # resumed: the run's best spread comes back from metrics.jsonl, so a collapse after --resume is still seen
+    resumed = _CollapseWatch(tmp_path / "run" / "metrics.jsonl")
+    assert resumed.best == max(spreads.values())
+    assert "collapsed" in resumed(frozen, 7)[1]

@@ -630,6 +630,8 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
     valid = monitor_data(cfg) if (d.main and t_cfg.parzen_monitor and data.is_image and hasattr(recipe, "sample_z")) \
         else None
     meter = _Meter()
+    watch = _CollapseWatch(run / "metrics.jsonl" if st.step else None) \
+        if data.is_image and hasattr(recipe, "sample_z") else None
     refreshed = [0.0]  # wall time of the last GIF/curves/report rebuild
 
     def when() -> dict:
@@ -667,6 +669,10 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
             if data.is_image:
                 imgs, nrow = recipe.preview(st.fixed, nets)
                 save_grid(imgs, path, nrow=nrow)
+                if watch is not None:
+                    row["samples/spread"], warning = watch(imgs, st.step)
+                    if warning:
+                        (bar.write if bar is not None else lambda m: print(m, file=sys.stderr, flush=True))(warning)
             else:
                 from .viz.toy import toy_frame
 
@@ -775,6 +781,32 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
             bar.close()
     return RunResult(run, st.step, total, st.wall(), ckpt.latest_checkpoint(run),
                      {**recipe.nets, **{f"ema/{n}": m for n, m in st.ema.items()}})
+
+
+class _CollapseWatch:
+    """The spread of G's samples over the fixed preview noise (the per-pixel standard deviation across the grid, in
+    [0, 1] pixel units, averaged over pixels), logged as `samples/spread` with each preview, and one warning when it
+    falls below a tenth of the largest spread the run has had: G has then collapsed onto (nearly) one image. That is
+    how the 2014 GAN fails on some draws: its sigmoid outputs run into their flat tails, no gradient reaches G and the
+    samples freeze (bench/results/quickstart-collapse.json); such a run does not come back. A run starts near zero
+    spread (G's first samples are all alike), so only a loss of spread once gained counts."""
+
+    def __init__(self, metrics: Path | None):
+        self.best, self.warned = 0.0, False
+        if metrics is not None and metrics.is_file():  # resumed: the spread the run had before
+            for line in metrics.read_text().splitlines():
+                if '"samples/spread"' in line:
+                    self.best = max(self.best, json.loads(line)["samples/spread"])
+
+    def __call__(self, imgs: torch.Tensor, step: int) -> tuple[float, str | None]:
+        spread = float((imgs.float() / 255.0).flatten(1).std(0).mean()) if len(imgs) > 1 else 0.0
+        self.best = max(self.best, spread)
+        if self.warned or self.best < 0.05 or spread >= 0.1 * self.best:
+            return round(spread, 5), None
+        self.warned = True
+        return round(spread, 5), (f"warning: step {step}: G's samples have collapsed onto nearly one image (spread "
+                                  f"{spread:.4f} over the fixed noise, down from {self.best:.3f}); such a run rarely "
+                                  "recovers: stop it and try another --seed or a lower learning rate")
 
 
 class _Meter:
