@@ -177,6 +177,20 @@ def gan2014_profile(steps: int = 50) -> dict:
             "fp32_peak_gflops": round(peak, 1), "matmuls_share_of_fp32_peak": round(flops / mm / 1e9 / peak, 3)}
 
 
+def loop_profile(preset: str, sets: list[str], steps: int = 6, top: int = 10) -> dict:
+    """torch.profiler over `counterfeit train PRESET` (after a warm-up run): each of the top operators' share of the
+    profiled self CPU time, and the time per step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    counterfeit_rows(preset, sets, 3)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        counterfeit_rows(preset, sets, steps)
+    ev = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in ev)
+    return {"preset": preset, "sets": sets, "steps": steps, "profiled_s_per_step": round(total / 1e6 / steps, 4),
+            "share_of_self_cpu_time": {e.key: round(e.self_cpu_time_total / total, 3) for e in ev[:top]}}
+
+
 # ---------------------------------------------------------------------------------------------- counterfeit's loop
 
 
@@ -390,6 +404,10 @@ def main(argv=None) -> int:
     if "profile" in only:  # where the 2014 GAN's fp32 step goes: its matmuls against the machine's matmul peak
         doc["gan2014_profile"] = gan2014_profile()
         print("gan2014_profile", doc["gan2014_profile"], flush=True)
+
+    if "dcgan_profile" in only:  # where the tutorial DCGAN's bf16 step goes, operator by operator (not in the default)
+        doc["dcgan_profile"] = loop_profile("dcgan-tf-mnist", ["train.precision=bf16"])
+        print("dcgan_profile", doc["dcgan_profile"], flush=True)
 
     if "load" in only:
         alone = quickstart_runs(1, args.load_steps, None)[0]
