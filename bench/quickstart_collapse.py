@@ -53,7 +53,7 @@ def probe(path: Path, watch: _CollapseWatch) -> dict:
     for h in hooks:
         h.remove()
     a = pre[0]
-    return {"alive": [round(float(r), 3) for r in relu], "spread": round(float(x.flatten(1).std(0).mean()), 4),
+    return {"alive": [round(float(r), 3) for r in relu], "spread": round(_CollapseWatch.spread(x), 4),
             "saturated": round(float((a.abs() > 8).float().mean()), 3), "|a|": round(float(a.abs().mean()), 2),
             "preview_spread": preview_spread, "warned": warning is not None}
 

@@ -627,11 +627,10 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
     if progress:  # the head of the progress display: what the run computes in, and on how many threads
         print(head, file=sys.stderr, flush=True)
     bar = _progress(total, st.step, progress)
-    valid = monitor_data(cfg) if (d.main and t_cfg.parzen_monitor and data.is_image and hasattr(recipe, "sample_z")) \
-        else None
+    from_noise = data.is_image and hasattr(recipe, "sample_z")  # G draws images from noise (not a translation)
+    valid = monitor_data(cfg) if d.main and t_cfg.parzen_monitor and from_noise else None
     meter = _Meter()
-    watch = _CollapseWatch(run / "metrics.jsonl" if st.step else None) \
-        if data.is_image and hasattr(recipe, "sample_z") else None
+    watch = _CollapseWatch(run / "metrics.jsonl" if st.step else None) if from_noise else None
     refreshed = [0.0]  # wall time of the last GIF/curves/report rebuild
 
     def when() -> dict:
@@ -671,8 +670,10 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
                 save_grid(imgs, path, nrow=nrow)
                 if watch is not None:
                     row["samples/spread"], warning = watch(imgs, st.step)
-                    if warning:
-                        (bar.write if bar is not None else lambda m: print(m, file=sys.stderr, flush=True))(warning)
+                    if warning and bar is not None:
+                        bar.write(warning)
+                    elif warning:
+                        print(warning, file=sys.stderr, flush=True)
             else:
                 from .viz.toy import toy_frame
 
@@ -798,8 +799,13 @@ class _CollapseWatch:
                 if '"samples/spread"' in line:
                     self.best = max(self.best, json.loads(line)["samples/spread"])
 
+    @staticmethod
+    def spread(x: torch.Tensor) -> float:
+        """Per-pixel standard deviation across the samples x (N, ...) in [0, 1], averaged over pixels."""
+        return float(x.flatten(1).std(0).mean()) if len(x) > 1 else 0.0
+
     def __call__(self, imgs: torch.Tensor, step: int) -> tuple[float, str | None]:
-        spread = float((imgs.float() / 255.0).flatten(1).std(0).mean()) if len(imgs) > 1 else 0.0
+        spread = self.spread(imgs.float() / 255.0)
         self.best = max(self.best, spread)
         if self.warned or self.best < 0.05 or spread >= 0.1 * self.best:
             return round(spread, 5), None
