@@ -190,6 +190,82 @@ def test_bad_evaluation_settings_fail_before_the_run_dir_is_touched(tmp_path, mn
     assert not (tmp_path / "run").exists()
 
 
+def test_parzen_selection_keeps_the_best_monitor_step_and_patience_stops_the_run(tmp_path, mnist_dir):
+    """train.select=parzen: best.pt / best.json hold the sample tick with the highest Parzen monitor on validation
+    images; train.patience stops the run exactly `patience` steps after the best tick when no tick beats it (the stop
+    step's own tick runs too, and may still win)."""
+    run = tmp_path / "run"
+    res = train(_cfg(mnist_dir, ["train.select=parzen", "train.sample_every=2", "train.patience=4"], steps=400), run,
+                progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    mon = {r["step"]: r["parzen/monitor"] for r in rows if "parzen/monitor" in r}
+    assert res.step < 400 and max(mon) == res.step  # stopped early, with a last monitor tick at the stop
+    before = {s: v for s, v in mon.items() if s < res.step}
+    first_best = max(before, key=lambda s: (before[s], -s))  # the earliest step with the highest value
+    assert res.step == first_best + 4 and all(v <= before[first_best] for v in before.values())
+    best = json.loads((run / "best.json").read_text())
+    assert best["metric"] == "parzen/monitor" and best["value"] == max(mon.values()) and mon[best["step"]] == best["value"]
+    assert safe_load(run / "best.pt")["step"] == best["step"]
+    assert rows[-1]["step"] == res.step and safe_load(res.checkpoint)["step"] == res.step  # a final checkpoint
+
+
+def test_the_best_step_is_read_back_on_resume(tmp_path, mnist_dir):
+    """A resumed run competes with the best of its earlier sittings: a lower score after --resume keeps best.pt."""
+    from counterfeit.train import _Best
+
+    run = tmp_path / "run"
+    train(_cfg(mnist_dir, ["train.select=parzen"], steps=6), run, progress=False)
+    saved = json.loads((run / "best.json").read_text())
+    best = _Best(run, "parzen/monitor", False)
+    assert (best.value, best.step) == (saved["value"], saved["step"]) and best.stale(saved["step"] + 7) == 7
+    pt = (run / "best.pt").read_bytes()
+    assert not best.offer(saved["value"] - 1.0, 99, lambda: pytest.fail("a worse step was written"))
+    assert (run / "best.pt").read_bytes() == pt and json.loads((run / "best.json").read_text()) == saved
+    assert _Best(run, "fid", True).value is None  # a best by another score starts afresh
+    train(_cfg(mnist_dir, ["train.select=parzen"], steps=12), run, resume=True, progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert json.loads((run / "best.json").read_text())["value"] == max(r["parzen/monitor"] for r in rows
+                                                                         if "parzen/monitor" in r)
+
+
+def test_with_parzen_selection_the_classifier_evaluation_only_logs(tmp_path, mnist_dir, monkeypatch):
+    """train.select=parzen beside train.eval_every: the Parzen monitor alone keeps best.pt; the classifier's scores are
+    logged (and need no fid/kid/is to pick with)."""
+    from counterfeit.metrics.features import manifest
+
+    if "mnist" not in manifest():
+        pytest.skip("no bundled MNIST classifier")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cfg = _cfg(mnist_dir, ["train.select=parzen", "train.eval_every=3", "train.eval_samples=200",
+                           "train.eval_extractor=mnist", "train.eval_metrics=[pr, classes]"], steps=6)
+    train(cfg, tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/precision" in r]
+    assert [r["step"] for r in evals] == [3, 6] and not any(k.startswith("eval/best_") for r in evals for k in r)
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    mon = {r["step"]: r["parzen/monitor"] for r in rows if "parzen/monitor" in r}
+    assert best["metric"] == "parzen/monitor" and best["value"] == max(mon.values())
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["train.select=parzen", "train.parzen_monitor=false"], "needs train.parzen_monitor=true"),
+    (["train.patience=10"], "needs train.eval_every > 0"),
+    (["train.select=best"], "is not one of eval, parzen"),
+    (["train.patience=-1"], "out of range"),
+], ids=["parzen-without-monitor", "patience-without-score", "unknown-selector", "negative-patience"])
+def test_selection_settings_that_cannot_work_are_refused_before_the_run_dir(tmp_path, mnist_dir, extra, match):
+    with pytest.raises(UserError, match=match):
+        train(_cfg(mnist_dir, extra), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_parzen_selection_needs_images_from_noise(tmp_path):
+    cfg = config.load_config("toy2d-gan", ["train.steps=3", "train.select=parzen", "train.parzen_monitor=true"])
+    with pytest.raises(UserError, match="train.select=parzen needs the Parzen monitor"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("preset", ["gan2014-mnist", "cgan-mnist"])
 def test_each_ranks_share_of_the_samples_makes_up_the_whole(preset):
     """generate(part=(rank, world)): the shares of 3 ranks, in rank order, are the samples one process makes (noise

@@ -142,6 +142,10 @@ class TrainConfig:
     eval_metrics: list = field(default_factory=lambda: ["fid", "kid", "pr", "classes"])  # first one picks best.pt
     eval_samples: int = 5000  # generated images per evaluation (scored against the test split)
     eval_extractor: str = ""  # bundled classifier to score with (default: the dataset's own, e.g. mnist)
+    # what picks best.pt / best.json: "eval" = the first of fid/kid/is in eval_metrics at every eval_every tick;
+    # "parzen" = the Parzen monitor (validation digits, never the test set) at every sample tick, higher is better
+    select: str = "eval"
+    patience: int = 0  # stop once the selection score has not improved for this many steps (0 = never)
 
 
 @dataclass
@@ -227,13 +231,15 @@ CHOICES = {
     "optim.name": ("sgd", "adam", "rmsprop"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.memory_format": ("auto", "channels_last", "contiguous"),
+    "train.select": ("eval", "parzen"),
     "data.direction": ("AtoB", "BtoA"),
     "model.norm": ("batch", "instance"),
     "loss.gan_mode": ("bce", "lsgan"),
 }
 MINIMUM = {"train.batch_size": 1, "train.n_dis": 1, "train.log_every": 1, "train.sample_grid": 1, "model.z_dim": 1,
            "model.pack": 1, "model.num_classes": 0, "train.threads": 0, "train.sample_every": 0,
-           "train.checkpoint_every": 0, "train.eval_every": 0, "train.keep_checkpoints": 0, "data.limit": 0,
+           "train.checkpoint_every": 0, "train.eval_every": 0, "train.patience": 0, "train.keep_checkpoints": 0,
+           "data.limit": 0,
            "data.image_size": 0, "train.max_minutes": 0.0, "data.crop_size": 0,
            "model.unet_depth": 0, "model.n_blocks": 0, "model.patch_layers": 1, "loss.adv_weight": 0.0,
            "loss.l1_weight": 0.0, "loss.cycle_weight": 0.0, "loss.identity_weight": 0.0, "loss.pool_size": 0,
@@ -311,6 +317,12 @@ def validate(cfg: Config) -> Config:
             raise UserError(f"{key}: {bad[0]!r} is not {what} (got {v!r})")
     if cfg.data.channels not in (0, 1, 3):
         raise UserError(f"data.channels: {cfg.data.channels} is not one of 0 (infer), 1, 3")
+    t = cfg.train
+    if t.select == "parzen" and not t.parzen_monitor:
+        raise UserError("train.select=parzen picks best.pt by the Parzen monitor: it needs train.parzen_monitor=true")
+    if t.patience and t.select == "eval" and not t.eval_every:
+        raise UserError("train.patience stops a run whose selection score has stalled: with train.select=eval that "
+                        "score needs train.eval_every > 0 (or use train.select=parzen)")
     return cfg
 
 

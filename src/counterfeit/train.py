@@ -51,7 +51,7 @@ from .viz.report import write_report
 # train.precision: where `auto` resolved differently (another machine), the run goes on in what this one has natively.
 RESUMABLE_KEYS = {"train.steps", "train.epochs", "train.device", "train.threads", "train.max_minutes",
                   "train.eval_every", "train.eval_samples", "train.precision", "train.compile", "train.memory_format",
-                  "description"}
+                  "train.patience", "description"}
 
 
 @dataclass
@@ -592,6 +592,12 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
     evaluator = d.agree(lambda: _Evaluator(cfg, run, data), share=False) if t_cfg.eval_every > 0 else None
     if evaluator is None and t_cfg.eval_every > 0:  # the other ranks: G and the extractor for their share of samples
         evaluator = _Evaluator(cfg, run, data, main=False)
+    from_noise = data.is_image and hasattr(recipe, "sample_z")  # G draws images from noise (not a translation)
+    valid = monitor_data(cfg) if d.main and t_cfg.parzen_monitor and from_noise else None
+    by_parzen = t_cfg.select == "parzen"
+    if by_parzen:  # refused before the run dir is touched
+        d.agree(lambda: _needs(valid is not None, "train.select=parzen needs the Parzen monitor: images drawn from "
+                               f"noise and a validation or test split of '{cfg.data.name}' to score them on"))
     state = d.agree(lambda: _prepare_run_dir(cfg, run, resume, allow_config_change, progress, d.world))
     if state is not None:
         st.load_state_dict(state, device, state["_path"])
@@ -627,8 +633,9 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
     if progress:  # the head of the progress display: what the run computes in, and on how many threads
         print(head, file=sys.stderr, flush=True)
     bar = _progress(total, st.step, progress)
-    from_noise = data.is_image and hasattr(recipe, "sample_z")  # G draws images from noise (not a translation)
-    valid = monitor_data(cfg) if d.main and t_cfg.parzen_monitor and from_noise else None
+    # what picks best.pt (rank 0 keeps it): the Parzen monitor here, or the evaluator's first fid/kid/is
+    best = _Best(run, "parzen/monitor", False) if by_parzen and d.main else \
+        (evaluator.best if evaluator is not None else None)
     meter = _Meter()
     watch = _CollapseWatch(run / "metrics.jsonl" if st.step else None) if from_noise else None
     refreshed = [0.0]  # wall time of the last GIF/curves/report rebuild
@@ -658,9 +665,10 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
         return row
 
     def preview_tick() -> dict | None:
-        return d.agree(preview_rank0, share=False)  # rank 0 draws and writes; the others wait for its outcome
+        ranks = d.gather(st.rank_state(device)) if d.on and by_parzen else None  # for best.pt (every rank)
+        return d.agree(lambda: preview_rank0(ranks), share=False)  # rank 0 draws and writes; the others wait
 
-    def preview_rank0() -> dict:
+    def preview_rank0(ranks) -> dict:
         path = run / "samples" / f"step-{st.step:08d}.png"
         row = when()
         nets = st.nets_for_sampling()
@@ -670,16 +678,19 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
                 save_grid(imgs, path, nrow=nrow)
                 if watch is not None:
                     row["samples/spread"], warning = watch(imgs, st.step)
-                    if warning and bar is not None:
-                        bar.write(warning)
-                    elif warning:
-                        print(warning, file=sys.stderr, flush=True)
+                    if warning:
+                        _say(bar, warning)
             else:
                 from .viz.toy import toy_frame
 
                 row.update(toy_frame(path, recipe, nets["G"], st.fixed["z"], cfg.data.name, st.step))
             if valid is not None:
                 row.update(_parzen_monitor(recipe, nets["G"], valid, t_cfg, st.step, device, cfg.data.range))
+                if by_parzen:
+                    best.offer(row["parzen/monitor"], st.step, lambda: st.state_dict(cfg, data.shape, device, ranks),
+                               {"sigma": row["parzen/monitor_sigma"], "samples": t_cfg.parzen_monitor_samples,
+                                "valid": f"{valid.name} {len(valid)} images"})
+                    row["parzen/best"] = best.value
             writer.image("samples", path, st.step)
         return row
 
@@ -755,12 +766,17 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
                 st.step += 1
                 meter.add(losses)
                 over = t_cfg.max_minutes > 0 and st.wall() >= 60.0 * t_cfg.max_minutes
-                if d.on:  # every rank stops at the same step, whichever got the signal or reached the budget
-                    sig, over = d.max_flags([float(stop.signum or 0), float(over)])
+                stalled = t_cfg.patience > 0 and best is not None and best.stale(st.step) >= t_cfg.patience
+                if d.on:  # every rank stops at the same step, whichever got the signal, the budget or the stall
+                    sig, over, stalled = d.max_flags([float(stop.signum or 0), float(over), float(stalled)])
                     stop.signum = stop.signum or (int(sig) or None)
-                if stop.signum is not None or over:
-                    if stop.signum is None and bar is not None and st.step < total:
-                        bar.write(f"time budget of {t_cfg.max_minutes:g} min reached at step {st.step}")
+                if stop.signum is not None or over or stalled:
+                    if stop.signum is None and st.step < total and d.main:
+                        why = f"time budget of {t_cfg.max_minutes:g} min reached" if over else \
+                            f"no better {best.key} for {t_cfg.patience} steps (train.patience)"
+                        kept = best is not None and best.step is not None
+                        _say(bar, f"{why}: stopping at step {st.step}" +
+                             (f"; the best, {best.value:.4g} at step {best.step}, is in best.pt" if kept else ""))
                     total = st.step  # this step is the last one: every hook runs, a checkpoint included
                     if bar is not None:
                         bar.total = total
@@ -900,17 +916,18 @@ class _Evaluator:
             raise UserError("train.eval_every: evaluation with a classifier needs an image dataset")
         self.metrics = list(t.eval_metrics)
         picks = [m for m in self.metrics if m in SELECTORS]
-        if not picks:
+        selects = t.select == "eval"  # else the Parzen monitor keeps best.pt and these scores are only logged
+        if selects and not picks:
             raise UserError(f"train.eval_metrics {self.metrics} has none of {sorted(SELECTORS)} to pick the best step")
-        self.key, (self.value_of, self.lower_is_better) = picks[0], SELECTORS[picks[0]]
         self.ref = reference_name(cfg.data.name)
         self.ex = load_extractor(t.eval_extractor or self.ref)  # fails now, with the reason, not at the first tick
         # the real split's features, computed (or read from the cache) once and held for every tick, by rank 0 alone
         self.real = real_features(self.ex, self.ref) if main else None
-        self.n, self.seed, self.run = t.eval_samples, t.seed, run
+        self.n, self.seed = t.eval_samples, t.seed
         self.best = None
-        if main and (run / "best.json").is_file():  # resumed: keep competing with the best so far
-            self.best = json.loads((run / "best.json").read_text())["value"]
+        if selects and main:
+            self.key, (self.value_of, lower_is_better) = picks[0], SELECTORS[picks[0]]
+            self.best = _Best(run, self.key, lower_is_better)
 
     @torch.no_grad()
     def features(self, recipe, G, step: int, device, part=(0, 1)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -926,19 +943,54 @@ class _Evaluator:
 
         ff, fl = torch.cat([f for f, _ in parts]), torch.cat([g for _, g in parts])
         r = score_features(ff, fl, self.ref, self.metrics, self.ex, self.real, seed=self.seed, n_boot=0)
-        value = self.value_of(r)
         row = {"step": step, **{f"eval/{k}": v for k, v in flat_scores(r).items()}}
-        if self.best is None or (value < self.best if self.lower_is_better else value > self.best):
-            self.best = value
-            ckpt.atomic_save(state_now(), self.run / "best.pt")
-            _write_json(self.run / "best.json", {"step": step, "metric": self.key, "value": value,
-                                                 "scores": flat_scores(r), "n_generated": self.n,
-                                                 "provenance": r["provenance"]})
-        row["eval/best_" + self.key] = self.best
+        if self.best is not None:
+            self.best.offer(self.value_of(r), step, state_now, {"scores": flat_scores(r), "n_generated": self.n,
+                                                                "provenance": r["provenance"]})
+            row["eval/best_" + self.key] = self.best.value
         return row
 
 
+class _Best:
+    """The best step so far by one score: its full training state in run/best.pt (a checkpoint like the others:
+    sample and resume from it), the score and step in run/best.json. A resumed run reads best.json back and keeps
+    competing with it; `stale(step)` says how many steps have passed without an improvement (train.patience)."""
+
+    def __init__(self, run: Path, key: str, lower_is_better: bool):
+        self.run, self.key, self.lower = run, key, lower_is_better
+        self.value, self.step = None, None
+        if (run / "best.json").is_file():
+            b = json.loads((run / "best.json").read_text())
+            if b.get("metric") == key:  # a best by another score (train.select changed) starts afresh
+                self.value, self.step = b["value"], b["step"]
+
+    def offer(self, value: float, step: int, state_now, extra: dict | None = None) -> bool:
+        """Keep step if its value beats the best so far; state_now() makes the checkpoint only then."""
+        if self.value is not None and not (value < self.value if self.lower else value > self.value):
+            return False
+        self.value, self.step = value, step
+        ckpt.atomic_save(state_now(), self.run / "best.pt")
+        _write_json(self.run / "best.json", {"step": step, "metric": self.key, "value": value, **(extra or {})})
+        return True
+
+    def stale(self, step: int) -> int:
+        return 0 if self.step is None else step - self.step
+
+
 # ---------------------------------------------------------------------- small helpers
+
+
+def _needs(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)
+
+
+def _say(bar, message: str) -> None:
+    """One line for the user: above the progress bar when there is one, else on stderr."""
+    if bar is not None:
+        bar.write(message)
+    else:
+        print(message, file=sys.stderr, flush=True)
 
 
 def _tensorboard(run: Path, purge_step: int):
