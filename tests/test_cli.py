@@ -116,6 +116,18 @@ def test_sample_npz_and_png_folder(trained, tmp_path, capsys):
                     "needs a conditional recipe")
 
 
+def test_evaluate_prints_the_memorisation_check_beside_parzen(trained, mnist_dir, tmp_path, capsys):
+    """--metrics parzen,nearest: the run's own training images (its data.split) are the reference, the test split
+    the yardstick; the result line and JSON say how many of each."""
+    res = tmp_path / "res.json"
+    assert main(["evaluate", str(trained), "--metrics", "parzen,nearest", "--n", "300", "--json", str(res)]) == 0
+    out = capsys.readouterr().out
+    assert "parzen:" in out and "nearest:   copies" in out
+    m = json.loads(res.read_text())["nearest"]
+    assert (m["n_samples"], m["n_train"], m["n_test"]) == (300, 400, 200) and 0 <= m["copies"] <= 1 and m["ratio"] > 0
+    assert m["train"].endswith(" train") and m["test"].endswith(" test")
+
+
 def test_evaluate_parzen_on_run_and_npz(trained, mnist_dir, tmp_path, capsys):
     res = tmp_path / "res.json"
     assert main(["evaluate", str(trained), "--metrics", "parzen", "--data", str(mnist_dir), "--n", "300",

@@ -210,3 +210,31 @@ def test_garbage_scores_worse_than_real_digits_on_every_score_in_the_readme_tabl
     real, bad = digit_scores["real"], digit_scores[kind]
     fooled = {m: (round(bad[m], 3), round(real[m], 3)) for m in TABLE_SCORES if not worse(m, bad[m], real[m])}
     assert not fooled, f"{kind} scores at least as well as real digits on {fooled}"
+
+
+def test_nearest_distances_match_a_brute_force_search():
+    from counterfeit.metrics.nearest import nearest_distances
+
+    g = torch.Generator().manual_seed(0)
+    x, ref = torch.rand(37, 1, 5, 5, generator=g), torch.rand(53, 1, 5, 5, generator=g)
+    d, i = nearest_distances(x, ref, chunk=10)  # chunks that do not divide the set
+    full = torch.cdist(x.flatten(1).double(), ref.flatten(1).double())
+    torch.testing.assert_close(d.double(), full.min(1).values, atol=1e-5, rtol=0)
+    assert torch.equal(i, full.argmin(1))
+    u8 = (x * 255).round().to(torch.uint8)  # uint8 images are read as pixels / 255
+    torch.testing.assert_close(nearest_distances(u8, ref)[0], nearest_distances(u8.float() / 255, ref)[0])
+
+
+def test_memorisation_check_tells_copies_from_new_real_digits(digits):
+    """Training digits handed back score copies 1.0 at distance 0; unseen real digits sit as far from the training set
+    as the test digits do (copies about 0.01, ratio about 1); noise lies far from everything."""
+    from counterfeit.metrics.nearest import memorisation
+
+    train_x, test_x, fresh = digits.x[:3000], digits.x[3000:4000], digits.x[4000:5000]
+    copied = memorisation(train_x[:500], train_x, test_x)
+    assert copied["copies"] == 1.0 and copied["samples_median"] < 1e-3 and copied["ratio"] < 1e-3
+    real = memorisation(fresh, train_x, test_x)
+    assert real["copies"] < 0.05 and 0.9 < real["ratio"] < 1.1
+    noise = memorisation(torch.randint(0, 256, (500, 1, 28, 28), dtype=torch.uint8), train_x, test_x)
+    assert noise["copies"] == 0.0 and noise["ratio"] > 2
+    assert real["test_quantiles"]["0.01"] == round(real["test_p01"], 4) and real["n_train"] == 3000

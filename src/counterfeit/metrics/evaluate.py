@@ -4,7 +4,8 @@ The one library entry point that `counterfeit evaluate`, evaluation during train
 metric is registered (registry kind "metric") with what it needs and how it prints itself:
   features   fid, kid, is, pr, classes: all on one set of features of the bundled classifier (or Inception);
   run        elbo (a VAE run), cas (a conditional run), modes (a 2D toy run; goes alone);
-  parzen     the 2014 protocol on continuous pixels in [0, 1].
+  parzen     the 2014 protocol on continuous pixels in [0, 1];
+  nearest    the memorisation check beside it: each sample's distance to its nearest training image (nearest.py).
 Real features are computed once per (dataset, split, extractor sha256) and cached in the user cache dir.
 FID gets a bootstrap confidence interval over the generated set; KID reports its std over subsets.
 """
@@ -190,6 +191,9 @@ def _fmt_fid(f: dict) -> list[str]:
 _metric("modes", "run", True, _fmt_modes)
 _metric("parzen", "parzen", True, "parzen:    {mean:.1f} +- {se:.1f} nats (sigma {sigma:.3f}, {n_samples} samples, "
                                   "{n_test} test images)")
+_metric("nearest", "parzen", None, "nearest:   copies {copies:.3f} (share of samples nearer a training image than 99% "
+                                   "of the {n_test} test images are); median distance {samples_median:.3f} against "
+                                   "the test images' {test_median:.3f} (ratio {ratio:.3f}, {n_train} training images)")
 _metric("elbo", "run", True, "elbo:      {elbo:.2f} nats per image on {n} test images")
 _metric("cas", "run", True, "cas:       {cas:.4f} (classifier trained on {n_generated} generated, tested on real); "
                             "same classifier on {n_real} real images: {real_data_accuracy:.4f}")
@@ -212,7 +216,7 @@ _metric("acc", "translation", True, _tr.fmt_acc)
 _metric("cycle", "translation", False, "cycle:     |G_BA(G_AB(a)) - a| {cycle_A:.4f}   |G_AB(G_BA(b)) - b| {cycle_B:.4f}")
 _metric("identity", "translation", None, _tr.fmt_identity)
 
-METRIC_ORDER = ["modes", "parzen", "elbo", "cas", "l1", "psnr", "ssim", "acc", "fid", "kid", "is", "pr", "classes",
+METRIC_ORDER = ["modes", "parzen", "nearest", "elbo", "cas", "l1", "psnr", "ssim", "acc", "fid", "kid", "is", "pr", "classes",
                 "cycle", "identity"]
 
 
@@ -369,6 +373,18 @@ def evaluate(source, metrics: list[str] | None = None, data: str | None = None, 
         results["parzen"] = evaluate_parzen(floats if floats is not None else samples, data_name)
         results["parzen"]["samples"] = "float in [0, 1]" if floats is not None else "uint8 / 255"
         results["seconds"]["parzen"] = round(time.time() - t, 2)
+    if "nearest" in metrics:
+        from .nearest import memorisation
+
+        t = time.time()
+        # the images the run trained on (its own split: the 2014 GAN's train[0:50000]); a samples file: the train split
+        train_name, train_split = (cfg.data.name, cfg.data.split) if loaded is not None and not data else \
+            (data_name, "train")
+        train_x = load_data(train_name, train_split).x
+        results["nearest"] = {**memorisation(floats if floats is not None else samples, train_x,
+                                             load_data(data_name, "test").x),
+                              "train": f"{train_name} {train_split}", "test": f"{data_name} test"}
+        results["seconds"]["nearest"] = round(time.time() - t, 2)
     if "elbo" in metrics:
         if cfg.model.recipe != "vae":
             raise UserError("metric 'elbo' needs a VAE run (recipe vae)")
