@@ -3,6 +3,7 @@ own code, as shares of the machine's measured matmul peak, in fp32 / bf16 / torc
 once on the cores (issue 16).
 
     python bench/speed.py [--rounds 2] [--tf-venv .bench-venv/tf] [--no-tf] [--only dcgan,gan2014,curves,profile,load]
+    python bench/speed.py --only gemm --no-tf   # the ceiling the 2014 GAN's matmul shapes put on its step
 
 Rows, all measured in this one run, interleaved by round (the machine is shared: compare ratios, not absolutes):
   peak        GFLOP/s of a 2048x2048 matmul, fp32 and (where the CPU has it natively) bf16;
@@ -175,6 +176,47 @@ def gan2014_profile(steps: int = 50) -> dict:
     return {"flops_per_step": flops, "profiled_s_per_step": round(total, 5), "matmul_s_per_step": round(mm, 5),
             "matmul_share_of_step": round(mm / total, 3), "matmul_gflops": round(flops / mm / 1e9, 1),
             "fp32_peak_gflops": round(peak, 1), "matmuls_share_of_fp32_peak": round(flops / mm / 1e9 / peak, 3)}
+
+
+def gemm_ceiling(reps: int = 200) -> dict:
+    """The most the 2014 GAN's fp32 step could reach: every matmul the eager step makes (shapes recorded by the
+    profiler, transposed operands as the step passes them), replayed alone `reps` times each, with no other work in
+    between. Their FLOPs over their summed time, as a share of the 2048x2048 peak, bounds the whole step's share: the
+    step also does the maxout, dropout, activations and SGD updates, which add time and no matmul FLOPs."""
+    from torch.profiler import ProfilerActivity, profile
+
+    x = mnist_batch(100)
+    step = eager_step("gan2014", set(), x)
+    for _ in range(10):
+        step()
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        step()
+    calls = [(e.name, [list(s) for s in e.input_shapes if s]) for e in prof.events()
+             if e.name in ("aten::mm", "aten::addmm")]
+    rows, flops_all, time_all = {}, 0.0, 0.0
+    for name, shapes in calls:
+        a, b = shapes[-2], shapes[-1]  # addmm(bias, a, b) / mm(a, b): (m, k) @ (k, n)
+        m, k, n = a[0], a[1], b[1]
+        best = {}
+        for layout in ("nn", "tn", "nt"):  # which operand the step hands over transposed is not recorded: take
+            A = torch.randn(k, m).t() if layout[0] == "t" else torch.randn(m, k)  # the fastest, an upper bound
+            B = torch.randn(n, k).t() if layout[1] == "t" else torch.randn(k, n)
+            for _ in range(10):
+                A @ B
+            t = time.perf_counter()
+            for _ in range(reps):
+                A @ B
+            best[layout] = (time.perf_counter() - t) / reps
+        s = min(best.values())
+        key = f"{m}x{k} @ {k}x{n}"
+        r = rows.setdefault(key, {"calls": 0, "gflops": round(2 * m * k * n / s / 1e9, 1)})
+        r["calls"] += 1
+        flops_all += 2 * m * k * n
+        time_all += s
+    peak = matmul_gflops(torch.float32)
+    return {"matmul_calls_per_step": len(calls), "shapes": rows, "flops": flops_all,
+            "replayed_s": round(time_all, 5), "replayed_gflops": round(flops_all / time_all / 1e9, 1),
+            "fp32_peak_gflops": round(peak, 1), "ceiling_share_of_fp32_peak": round(flops_all / time_all / 1e9 / peak, 3)}
 
 
 def loop_profile(preset: str, sets: list[str], steps: int = 6, top: int = 10) -> dict:
@@ -404,6 +446,10 @@ def main(argv=None) -> int:
     if "profile" in only:  # where the 2014 GAN's fp32 step goes: its matmuls against the machine's matmul peak
         doc["gan2014_profile"] = gan2014_profile()
         print("gan2014_profile", doc["gan2014_profile"], flush=True)
+
+    if "gemm" in only:  # the ceiling the 2014 GAN's own matmul shapes put on its step (not in the default)
+        doc["gan2014_gemm_ceiling"] = gemm_ceiling()
+        print("gan2014_gemm_ceiling", json.dumps(doc["gan2014_gemm_ceiling"], indent=1), flush=True)
 
     if "dcgan_profile" in only:  # where the tutorial DCGAN's bf16 step goes, operator by operator (not in the default)
         doc["dcgan_profile"] = loop_profile("dcgan-tf-mnist", ["train.precision=bf16"])
