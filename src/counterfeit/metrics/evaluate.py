@@ -216,8 +216,8 @@ _metric("acc", "translation", True, _tr.fmt_acc)
 _metric("cycle", "translation", False, "cycle:     |G_BA(G_AB(a)) - a| {cycle_A:.4f}   |G_AB(G_BA(b)) - b| {cycle_B:.4f}")
 _metric("identity", "translation", None, _tr.fmt_identity)
 
-METRIC_ORDER = ["modes", "parzen", "nearest", "elbo", "cas", "l1", "psnr", "ssim", "acc", "fid", "kid", "is", "pr", "classes",
-                "cycle", "identity"]
+METRIC_ORDER = ["modes", "parzen", "nearest", "elbo", "cas", "l1", "psnr", "ssim", "acc", "fid", "kid", "is", "pr",
+                "classes", "cycle", "identity"]
 
 
 def metric_names() -> list[str]:

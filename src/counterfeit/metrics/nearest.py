@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import torch
 
+from .parzen import flat_pixels
+
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75)
-
-
-def _flat(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> [0, 1]; floats are taken as already in [0, 1]. (N, ...) -> (N, D) float32."""
-    x = torch.as_tensor(x)
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-    return x.reshape(len(x), -1)
 
 
 def nearest_distances(x: torch.Tensor, ref: torch.Tensor, chunk: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
     """For each row of x (N, ...) its L2 distance to the nearest row of ref (M, ...) and that row's index: (N,), (N,)."""
-    a, r = _flat(x), _flat(ref)
+    a, r = flat_pixels(x, torch.float32), flat_pixels(ref, torch.float32)  # (N, D), (M, D) in [0, 1]
     if a.shape[1] != r.shape[1]:
         raise ValueError(f"images of {a.shape[1]} values against reference images of {r.shape[1]}")
     r_sq = (r * r).sum(1)  # (M,)

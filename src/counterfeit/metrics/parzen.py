@@ -18,11 +18,11 @@ import torch
 PAPER_SIGMAS = np.logspace(-1, 0, 10)
 
 
-def _flat64(x) -> torch.Tensor:
+def flat_pixels(x, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Images (N, ...) as rows (N, D) of pixels in [0, 1]: uint8 divided by 255, floats taken as they are."""
     t = torch.as_tensor(x)
-    if t.dtype == torch.uint8:
-        t = t.double() / 255.0
-    return t.reshape(t.shape[0], -1).double()
+    t = t.to(dtype) / 255.0 if t.dtype == torch.uint8 else t.to(dtype)
+    return t.reshape(t.shape[0], -1)
 
 
 def parzen_log_likelihoods(samples, points, sigmas, chunk: int = 1000) -> torch.Tensor:
@@ -30,8 +30,8 @@ def parzen_log_likelihoods(samples, points, sigmas, chunk: int = 1000) -> torch.
 
     uint8 inputs are scaled to [0, 1]; float inputs are used as given.
     """
-    mu = _flat64(samples)  # (n, d)
-    x = _flat64(points)  # (m, d)
+    mu = flat_pixels(samples)  # (n, d)
+    x = flat_pixels(points)  # (m, d)
     n, d = mu.shape
     assert x.shape[1] == d, f"samples have {d} dims, points {x.shape[1]}"
     sig = torch.as_tensor(np.asarray(sigmas, dtype=np.float64)).reshape(-1, 1, 1)  # (S, 1, 1)
