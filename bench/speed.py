@@ -4,15 +4,18 @@ once on the cores (issue 16).
 
     python bench/speed.py [--rounds 2] [--tf-venv .bench-venv/tf] [--no-tf] [--only dcgan,gan2014,curves,profile,load]
     python bench/speed.py --only gemm --no-tf   # the ceiling the 2014 GAN's matmul shapes put on its step
+    python bench/speed.py --only onednn         # the DCGAN step per oneDNN primitive, torch against TensorFlow
+    python bench/speed.py --only conv_kernels --no-tf   # its big convolutions alone, per pass, dtype and layout
 
 Rows, all measured in this one run, interleaved by round (the machine is shared: compare ratios, not absolutes):
-  peak        GFLOP/s of a 2048x2048 matmul, fp32 and (where the CPU has it natively) bf16;
+  peak        GFLOP/s, fp32 and (where the CPU has it natively) bf16: the best of three big kernels (kernel_peaks);
   dcgan       the tutorial's DCGAN (batch 256, Dense-BN-ConvT 5x5 G, Conv-Dropout D, Adam 1e-4, one forward pass
               and both gradients): the tutorial's TensorFlow step (in its own virtual environment, made here with
               `pip install tensorflow-cpu==2.21.0` unless --tf-venv points at one), a hand-written eager PyTorch
               step on the same nets with each lever alone (the alternating update, channels_last, fused Adam,
-              torch.compile, bf16 autocast) and `counterfeit train dcgan-tf-mnist` itself (the whole loop: data,
-              logging, hooks), fp32 / bf16 (auto: with channels_last) / bf16 contiguous / compile;
+              torch.compile, bf16 autocast, split_d: D(x) and D(G(z)) as two passes) and `counterfeit train
+              dcgan-tf-mnist` itself (the whole loop: data, logging, hooks), fp32 / bf16 (auto: with channels_last)
+              / bf16 contiguous / compile;
   gan2014     the 2014 paper's MLP G and maxout D (batch 100, SGD + momentum, simultaneous update) the same ways;
   curves      the same seed in bf16 and fp32, step by step (dcgan), and the 2014 GAN with this loop against
               torch's own dropout, beside a second seed: the mathematics is the same where the gap is a seed's gap;
@@ -52,15 +55,46 @@ TF_REQ = "tensorflow-cpu==2.21.0"
 # ---------------------------------------------------------------------------------------------- peak
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 3.0) -> float:
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+def _gflops(fn, flops: float, seconds: float) -> float:
     for _ in range(3):
-        a @ b
+        fn()
     reps, t = 0, time.perf_counter()
     while time.perf_counter() - t < seconds:
-        a @ b
+        fn()
         reps += 1
-    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+    return flops * reps / (time.perf_counter() - t) / 1e9
+
+
+def kernel_peaks(seconds: float = 3.0, bf16: bool = True) -> dict:
+    """The machine's peak, per dtype, as the best of three big kernels, each timed alone: torch's 2048x2048 matmul
+    (MKL's sgemm in fp32, oneDNN in bf16), the same matmul through oneDNN (torch.ops.mkldnn._linear_pointwise, the
+    op inductor uses, weight pre-packed) and the tutorial G's largest layer as oneDNN runs it (transposed conv
+    256 -> 128 channels, 5x5, 7x7 maps, batch 256; channels_last in bf16). One library's sgemm is not the machine:
+    on an AMD EPYC (Zen 4) MKL's sgemm ran at 162-183 GFLOP/s where oneDNN reached 216-224 in a matmul and 278-282
+    in that convolution (bench/results/speed-avx512bf16.json), so shares of MKL's figure overstated every step there
+    (TensorFlow's fp32 step had read as 120% of it)."""
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    x, w = torch.randn(256, 256, 7, 7), torch.randn(256, 128, 5, 5)
+    conv_flops = 2 * 256 * 256 * 128 * 7 * 7 * 5 * 5
+    out = {}
+    for dt in (torch.float32, torch.bfloat16) if bf16 else (torch.float32,):
+        name = "fp32" if dt == torch.float32 else "bf16"
+        ad, bd = a.to(dt), b.to(dt)
+        xd, wd = x.to(dt), w.to(dt)
+        if dt == torch.bfloat16:
+            xd, wd = xd.contiguous(memory_format=torch.channels_last), wd.contiguous(memory_format=torch.channels_last)
+        k = {"matmul 2048 (torch.mm)": _gflops(lambda: ad @ bd, 2 * n**3, seconds)}
+        try:
+            packed = torch.ops.mkldnn._reorder_linear_weight(bd.t().contiguous(), n)
+            lp = torch.ops.mkldnn._linear_pointwise
+            k["matmul 2048 (oneDNN)"] = _gflops(lambda: lp(ad, packed, None, "none", [], ""), 2 * n**3, seconds)
+        except (AttributeError, RuntimeError):  # a torch built without oneDNN
+            pass
+        k["conv_transpose 5x5 256->128, 7x7, batch 256 (oneDNN)"] = _gflops(
+            lambda: F.conv_transpose2d(xd, wd, padding=2), conv_flops, seconds)
+        out[name] = {"kernels": {kk: round(v, 1) for kk, v in k.items()}, "peak": round(max(k.values()), 1)}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- eager steps
@@ -105,8 +139,11 @@ def eager_step(model: str, levers: set[str], batch_x: torch.Tensor):
     def joint():
         with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
             fake = G(z())
-            out = D(torch.cat([batch_x, fake])).float()  # one pass, as counterfeit's loop (recipes/base.py _d_pass)
-            real_out, fake_out = out[:n], out[n:]
+            if "split_d" in levers:  # D(x) and D(G(z)) apart: G's backward then skips the real half's input grads
+                real_out, fake_out = D(batch_x).float(), D(fake).float()
+            else:  # one pass, as counterfeit's loop (recipes/base.py _d_pass)
+                out = D(torch.cat([batch_x, fake])).float()
+                real_out, fake_out = out[:n], out[n:]
         ld, lg = d_loss(real_out, fake_out), F.softplus(-fake_out).mean()
         opt_d.zero_grad(set_to_none=True)
         opt_g.zero_grad(set_to_none=True)
@@ -172,17 +209,18 @@ def gan2014_profile(steps: int = 50) -> dict:
     ev = prof.key_averages()
     mm = sum(e.self_cpu_time_total for e in ev if e.key in ("aten::mm", "aten::addmm")) / 1e6 / steps
     total = sum(e.self_cpu_time_total for e in ev) / 1e6 / steps
-    peak = matmul_gflops(torch.float32)
+    peak = kernel_peaks(bf16=False)["fp32"]
     return {"flops_per_step": flops, "profiled_s_per_step": round(total, 5), "matmul_s_per_step": round(mm, 5),
             "matmul_share_of_step": round(mm / total, 3), "matmul_gflops": round(flops / mm / 1e9, 1),
-            "fp32_peak_gflops": round(peak, 1), "matmuls_share_of_fp32_peak": round(flops / mm / 1e9 / peak, 3)}
+            "fp32_peak_gflops": peak["peak"], "fp32_kernels": peak["kernels"],
+            "matmuls_share_of_fp32_peak": round(flops / mm / 1e9 / peak["peak"], 3)}
 
 
 def gemm_ceiling(reps: int = 200) -> dict:
     """The most the 2014 GAN's fp32 step could reach: every matmul the eager step makes (shapes recorded by the
     profiler, transposed operands as the step passes them), replayed alone `reps` times each, with no other work in
-    between. Their FLOPs over their summed time, as a share of the 2048x2048 peak, bounds the whole step's share: the
-    step also does the maxout, dropout, activations and SGD updates, which add time and no matmul FLOPs."""
+    between. Their FLOPs over their summed time, as a share of the fp32 peak (kernel_peaks), bounds the whole step's
+    share: the step also does the maxout, dropout, activations and SGD updates, which add time and no matmul FLOPs."""
     from torch.profiler import ProfilerActivity, profile
 
     x = mnist_batch(100)
@@ -213,10 +251,11 @@ def gemm_ceiling(reps: int = 200) -> dict:
         r["calls"] += 1
         flops_all += 2 * m * k * n
         time_all += s
-    peak = matmul_gflops(torch.float32)
+    peak = kernel_peaks(bf16=False)["fp32"]
     return {"matmul_calls_per_step": len(calls), "shapes": rows, "flops": flops_all,
             "replayed_s": round(time_all, 5), "replayed_gflops": round(flops_all / time_all / 1e9, 1),
-            "fp32_peak_gflops": round(peak, 1), "ceiling_share_of_fp32_peak": round(flops_all / time_all / 1e9 / peak, 3)}
+            "fp32_peak_gflops": peak["peak"], "fp32_kernels": peak["kernels"],
+            "ceiling_share_of_fp32_peak": round(flops_all / time_all / 1e9 / peak["peak"], 3)}
 
 
 def loop_profile(preset: str, sets: list[str], steps: int = 6, top: int = 10) -> dict:
@@ -303,6 +342,104 @@ def tf_step(py: Path, images: Path, steps: int, warmup: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# ---------------------------------------------------------------------------------------------- oneDNN breakdown
+
+
+def onednn_table(log: str, steps: int) -> dict:
+    """Sum a ONEDNN_VERBOSE log's primitive executions over its last `steps` steps (the log holds `steps` warm-up
+    steps first, which carry the primitives' creation): per (kind, propagation, shape) the time, the FLOPs (for
+    convolutions and matmuls) and GFLOP/s. The verbose timer brackets each call, so the sums are for comparing
+    layers and libraries with each other, not with a step timed without it."""
+    import re
+
+    ex = [f.split(",") for f in log.splitlines() if f.startswith("onednn_verbose") and ",exec," in f]
+    ex = ex[len(ex) // 2:]  # the log holds warm-up steps, then as many measured steps
+    rows: dict[str, list] = {}
+    for f in ex:
+        kind, prop, desc, ms = f[5], f[7], f[-2], float(f[-1])
+        flops = 0.0
+        m = re.search(r"mb(\d+)_(?:g\d+)?ic(\d+)oc(\d+)_ih(\d+)oh(\d+)kh(\d+)\D.*_iw(\d+)ow(\d+)kw(\d+)", desc)
+        if m and kind in ("convolution", "deconvolution"):
+            mb, ic, oc, ih, oh, kh, iw, ow, kw = map(int, m.groups())
+            flops = 2.0 * mb * ic * oc * kh * kw * (ih * iw if kind == "deconvolution" else oh * ow)
+        m = re.search(r"(\d+)x(\d+):(\d+)x(\d+)", desc)
+        if m and kind in ("gemm_api", "matmul"):
+            a, k, _, n = map(int, m.groups())
+            flops = 2.0 * a * k * n
+        dt = re.findall(r"(?:src|wei|dst)[_:](\w+?)[:_]", f[8])
+        key = f"{kind} {prop} {'/'.join(dict.fromkeys(dt))} {desc} [{f[6]}]"
+        r = rows.setdefault(key, [0, 0.0, 0.0])
+        r[0] += 1
+        r[1] += ms
+        r[2] += flops
+    total_ms = sum(r[1] for r in rows.values())
+    total_fl = sum(r[2] for r in rows.values())
+    top = sorted(rows.items(), key=lambda kv: -kv[1][1])[:14]
+    return {"ms_per_step": round(total_ms / steps, 1), "gflop_per_step": round(total_fl / steps / 1e9, 2),
+            "gflops": round(total_fl / total_ms / 1e6, 1) if total_ms else None,
+            "top": {k: {"calls_per_step": c / steps, "ms_per_step": round(ms / steps, 2),
+                        "gflops": round(fl / ms / 1e6, 1) if fl else None} for k, (c, ms, fl) in top}}
+
+
+def conv_kernels(reps: int = 10) -> dict:
+    """The tutorial DCGAN's three big convolutions timed alone, forward, backward_data and backward_weights each
+    (torch.ops.aten.convolution / convolution_backward), in fp32 and bf16, contiguous and channels_last."""
+    cases = {  # name: input shape, weight shape, stride, padding, transposed, output padding
+        "D conv2 64->128 s2 (batch 512)": ((512, 64, 14, 14), (128, 64, 5, 5), 2, 2, False, 0),
+        "G deconv2 128->64 s2 (batch 256)": ((256, 128, 7, 7), (128, 64, 5, 5), 2, 2, True, 1),
+        "G deconv1 256->128 s1 (batch 256)": ((256, 256, 7, 7), (256, 128, 5, 5), 1, 2, True, 0)}
+    out = {}
+    for name, (xs, ws, st, pd, tr, op) in cases.items():
+        args = ([st, st], [pd, pd], [1, 1], tr, [op, op], 1)
+        for dt in (torch.float32, torch.bfloat16):
+            for fmt in (torch.contiguous_format, torch.channels_last):
+                x = torch.randn(xs).to(dt).contiguous(memory_format=fmt)
+                w = torch.randn(ws).to(dt).contiguous(memory_format=fmt)
+                g = torch.randn_like(torch.ops.aten.convolution(x, w, None, *args))
+                k = ws[2] * ws[3]  # a transposed conv's FLOPs: its input's pixels times its output channels
+                flops = 2.0 * k * (x.numel() * g.shape[1] if tr else g.numel() * x.shape[1])
+                fns = {"fwd": lambda: torch.ops.aten.convolution(x, w, None, *args),
+                       "bwd_data": lambda: torch.ops.aten.convolution_backward(g, x, w, None, *args,
+                                                                               [True, False, False]),
+                       "bwd_weight": lambda: torch.ops.aten.convolution_backward(g, x, w, None, *args,
+                                                                                 [False, True, False])}
+                row = {}
+                for part, fn in fns.items():
+                    for _ in range(3):
+                        fn()
+                    t = time.perf_counter()
+                    for _ in range(reps):
+                        fn()
+                    s = (time.perf_counter() - t) / reps
+                    row[part] = {"ms": round(s * 1e3, 1), "gflops": round(flops / s / 1e9)}
+                out[f"{name} {str(dt)[6:]} {'channels_last' if fmt == torch.channels_last else 'contiguous'}"] = row
+    return out
+
+
+def onednn_breakdown(levers: list[str], tf_py: Path | None, steps: int = 2) -> dict:
+    """The tutorial DCGAN's step under ONEDNN_VERBOSE, in torch (the hand-written eager step with `levers`) and, if
+    tf_py, in TensorFlow: where each library spends the step, convolution by convolution, and in which data types
+    (this is how TensorFlow was seen to compute in fp32 throughout)."""
+    env = {**os.environ, "ONEDNN_VERBOSE": "1"}
+    out = {}
+    code = ("import sys, torch; sys.path.insert(0, %r); import speed; torch.set_num_threads(%d); "
+            "step = speed.eager_step('dcgan', set(%r), speed.mnist_batch(256)); [step() for _ in range(%d)]"
+            % (str(HERE), torch.get_num_threads(), levers, 2 * steps))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
+    if r.returncode:
+        raise RuntimeError(f"verbose torch step failed: {r.stderr.strip().splitlines()[-1:]}")
+    out["torch " + ("+".join(levers) or "fp32")] = onednn_table(r.stdout, steps)
+    if tf_py:
+        images = Path(tempfile.mkdtemp()) / "mnist.npy"
+        np.save(images, mnist_batch(256 * 8).permute(0, 2, 3, 1).numpy())
+        r = subprocess.run([str(tf_py), str(HERE / "peers" / "tf_dcgan.py"), str(images), "--steps", str(steps),
+                            "--warmup", str(steps)], env=env, capture_output=True, text=True, timeout=900)
+        if r.returncode:
+            raise RuntimeError(f"verbose TensorFlow step failed: {r.stderr.strip().splitlines()[-1:]}")
+        out["tensorflow fp32"] = onednn_table(r.stdout + r.stderr, steps)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- under load
 
 
@@ -342,7 +479,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-tf", action="store_true")
     p.add_argument("--curve-steps", type=int, default=100, help="steps of the bf16-vs-fp32 curve check (x10 for gan2014)")
     p.add_argument("--only", default="dcgan,gan2014,curves,profile,load")
-    p.add_argument("--rows", default="", help="comma-separated substrings: run only the rows whose label has one")
+    p.add_argument("--rows", default="", help="comma-separated substrings: run only the rows whose label has one "
+                                              "(=LABEL: that label exactly)")
     p.add_argument("--result", default=str(HERE / "results" / "speed.json"))
     args = p.parse_args(argv)
     os.environ.setdefault("COUNTERFEIT_DATA", str(ROOT.parent / "shared" / "datasets"))
@@ -353,11 +491,10 @@ def main(argv=None) -> int:
            "command": "python bench/speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "gpu": (torch.cuda.get_device_name(0) if torch.cuda.is_available() else
                    "none: no CUDA device on this machine, and the device tool lent none to this session")}
-    peak = {"fp32": matmul_gflops(torch.float32)}
-    if has_bf16:
-        peak["bf16"] = matmul_gflops(torch.bfloat16)
-    doc["peak_gflops"] = {k: round(v, 1) for k, v in peak.items()}
-    print("peak GFLOP/s", doc["peak_gflops"], flush=True)
+    peaks = kernel_peaks(bf16=has_bf16)
+    peak = {k: v["peak"] for k, v in peaks.items()}
+    doc["peak_gflops"], doc["peak_kernels"] = peak, {k: v["kernels"] for k, v in peaks.items()}
+    print("peak GFLOP/s", json.dumps(peaks, indent=1), flush=True)
 
     def share(s_per_step: float, flops: float) -> dict:
         out = {"gflops": round(flops / s_per_step / 1e9, 1)}
@@ -367,7 +504,8 @@ def main(argv=None) -> int:
     models = []
     if "dcgan" in only:
         x = mnist_batch(256)
-        cases = {"eager joint fp32": ("eager", set()), "eager alternating fp32": ("eager", {"alternating"}),
+        cases = {"eager joint fp32": ("eager", set()), "eager joint fp32 split_d": ("eager", {"split_d"}),
+                 "eager alternating fp32": ("eager", {"alternating"}),
                  "eager joint fp32 channels_last": ("eager", {"channels_last"}),
                  "eager joint fp32 fused Adam": ("eager", {"fused_adam"}),
                  "eager joint fp32 compile": ("eager", {"compile"}),
@@ -377,6 +515,7 @@ def main(argv=None) -> int:
         if has_bf16:
             cases.update({"eager joint bf16": ("eager", {"bf16"}),
                           "eager joint bf16 channels_last": ("eager", {"bf16", "channels_last"}),
+                          "eager joint bf16 channels_last split_d": ("eager", {"bf16", "channels_last", "split_d"}),
                           "eager joint bf16 compile": ("eager", {"bf16", "compile"}),
                           "counterfeit dcgan-tf-mnist bf16 (auto)": ("cf", ["train.precision=auto"]),
                           "counterfeit dcgan-tf-mnist bf16 contiguous": ("cf", ["train.precision=auto",
@@ -392,7 +531,8 @@ def main(argv=None) -> int:
         models.append(("dcgan", x, cases, tf, args.dcgan_steps, 3, "dcgan-tf-mnist"))
     if "gan2014" in only:
         x = mnist_batch(100)
-        cases = {"eager joint fp32": ("eager", set()), "eager joint fp32 compile": ("eager", {"compile"}),
+        cases = {"eager joint fp32": ("eager", set()), "eager joint fp32 split_d": ("eager", {"split_d"}),
+                 "eager joint fp32 compile": ("eager", {"compile"}),
                  "counterfeit gan2014-mnist fp32": ("cf", ["train.precision=fp32"]),
                  "counterfeit gan2014-mnist fp32 compile": ("cf", ["train.precision=fp32", "train.compile=true"])}
         if has_bf16:
@@ -410,7 +550,8 @@ def main(argv=None) -> int:
         for rnd in range(args.rounds):
             todo = ([("tensorflow tutorial fp32", None)] if tf else []) + list(cases.items())
             if args.rows:
-                todo = [(label, c) for label, c in todo if any(k in label for k in args.rows.split(","))]
+                todo = [(label, c) for label, c in todo if any(label == k[1:] if k.startswith("=") else k in label
+                                                               for k in args.rows.split(","))]
             for label, case in todo:
                 if case is None:
                     r = tf()
@@ -454,6 +595,16 @@ def main(argv=None) -> int:
     if "dcgan_profile" in only:  # where the tutorial DCGAN's bf16 step goes, operator by operator (not in the default)
         doc["dcgan_profile"] = loop_profile("dcgan-tf-mnist", ["train.precision=bf16"])
         print("dcgan_profile", doc["dcgan_profile"], flush=True)
+
+    if "onednn" in only:  # the tutorial DCGAN's step per oneDNN primitive, torch against TensorFlow (not by default)
+        tf_py = None if args.no_tf else tf_python(Path(args.tf_venv))
+        doc["onednn"] = {**onednn_breakdown([], tf_py), **(onednn_breakdown(["bf16", "channels_last"], None)
+                                                          if has_bf16 else {})}
+        print("onednn", json.dumps(doc["onednn"], indent=1), flush=True)
+
+    if "conv_kernels" in only:  # the tutorial DCGAN's big convolutions alone, per pass, dtype and memory format
+        doc["conv_kernels_alone"] = conv_kernels()
+        print("conv_kernels_alone", json.dumps(doc["conv_kernels_alone"], indent=1), flush=True)
 
     if "load" in only:
         alone = quickstart_runs(1, args.load_steps, None)[0]

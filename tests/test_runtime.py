@@ -165,8 +165,9 @@ def test_compile_trains_a_few_steps_on_cpu_with_the_same_result(tmp_path, mnist_
 
 
 def test_dcgan_tf_mnist_is_the_tutorials_joint_update(tmp_path, mnist_dir):
-    """One step of the preset equals a hand-written two-tape step: G(z) once, D on real and fake once, D's gradient
-    from D's loss and G's from G's loss over that one forward pass, then Adam on each."""
+    """One step of the preset equals a hand-written two-tape step: G(z) once, D on real and fake once (two calls, as
+    the tutorial: a convolutional D is split in a joint step), D's gradient from D's loss and G's from G's loss over
+    that one forward pass, then Adam on each."""
     sets = [f"data.name={mnist_dir}", "data.split=train", "train.batch_size=32", "train.steps=1", "train.epochs=0",
             "train.precision=fp32", "train.parzen_monitor=false", "train.threads=1"]
     cfg = config.load_config("dcgan-tf-mnist", sets)
@@ -184,10 +185,7 @@ def test_dcgan_tf_mnist_is_the_tutorials_joint_update(tmp_path, mnist_dir):
     opt_g = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.9, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.9, 0.999))
     fake = G(torch.randn(32, 100))
-    # the tutorial's D(real), D(fake): no BatchNorm in D, so one pass over both is the same function (and draws the
-    # dropout masks in the loop's order)
-    out = D(torch.cat([real, fake]))
-    real_out, fake_out = out[:32], out[32:]
+    real_out, fake_out = D(real), D(fake)  # the tutorial's two D calls (the loop's order of dropout draws)
     ones, zeros = torch.ones_like(real_out), torch.zeros_like(fake_out)
     d_loss = F.binary_cross_entropy_with_logits(real_out, ones) + F.binary_cross_entropy_with_logits(fake_out, zeros)
     g_loss = F.binary_cross_entropy_with_logits(fake_out, ones)

@@ -180,6 +180,11 @@ class NoiseGAN(Recipe):
         self.joint = cfg.train.simultaneous and cfg.train.n_dis == 1
         if self.joint and not self.supports_joint:
             raise UserError(f"recipe '{cfg.model.recipe}' has no simultaneous update; set train.simultaneous=false")
+        # In a joint step G's loss flows back through D into the fake half only, yet after one concatenated pass
+        # every layer's input gradient covers the real half too. For a convolutional D that waste is large: the
+        # tutorial DCGAN's step ran 1.12-1.16x faster in fp32 and 1.05-1.07x in bf16 with separate passes; for the
+        # 2014 MLP D they measured no faster (bench/results/speed-avx512bf16.json, split_d), so MLP Ds keep one pass
+        self.split_joint = self.joint and any(isinstance(m, nn.modules.conv._ConvNd) for m in self.D.modules())
 
     def bf16_auto(self) -> tuple[bool, str]:
         # bf16 pays on convolutions (1.9-2.1x on the DCGANs here) and trains as fp32 does (fashion-fast's FID, the
@@ -277,13 +282,12 @@ class NoiseGAN(Recipe):
         s = s0 * max(0.0, 1.0 - self.step / n) if n else s0
         return x + s * torch.randn_like(x) if s > 0 else x
 
-    def _d_pass(self, real, y, fake, yf):
+    def _d_pass(self, real, y, fake, yf, concat: bool = True):
         real, fake = self._noisy(real), self._noisy(fake)
-        # One concatenated pass also in a joint step, though G's backward then computes input gradients for the real
-        # half too (5 of the tutorial DCGAN's 121 GFLOP): with separate passes there the quickstart (2014 GAN, fp32)
-        # ended at FID 157 with one class (seed 1) and 46 with 8 (seed 0), against 35 and 31 with one pass; why is
-        # not understood yet (issue 16's note), so the validated form stays
-        if self.concat_real_fake:
+        # An MLP D keeps one concatenated pass also in a joint step: separate passes there (another order of dropout
+        # draws) ended the quickstart (2014 GAN, fp32) at FID 157 with one class (seed 1) and 46 with 8 (seed 0),
+        # against 35 and 31 with one pass, and were no faster; convolutional Ds split in a joint step (split_joint)
+        if self.concat_real_fake and concat:
             b = real.shape[0] // self.pack  # D gives one output per pack of m samples
             out, aux = self._critic(torch.cat([real, fake]), None if y is None else torch.cat([y, yf]))
             split = lambda t: (None, None) if t is None else (t[:b], t[b:])  # noqa: E731
@@ -292,8 +296,8 @@ class NoiseGAN(Recipe):
             (lr, ar), (lf, af) = self._critic(real, y), self._critic(fake, yf)
         return lr, ar, lf, af
 
-    def _d_losses(self, real, y, fake, yf) -> tuple[Losses, torch.Tensor, torch.Tensor | None]:
-        lr, ar, lf, af = self._d_pass(real, y, fake, yf)
+    def _d_losses(self, real, y, fake, yf, concat: bool = True) -> tuple[Losses, torch.Tensor, torch.Tensor | None]:
+        lr, ar, lf, af = self._d_pass(real, y, fake, yf, concat)
         terms = {"adv": self.d_adv(lr, lf)}
         lc = self.cfg.loss
         if self.aux:
@@ -340,7 +344,7 @@ class NoiseGAN(Recipe):
         """D's and G's losses from one minibatch and one forward pass (the 2014 code's simultaneous update)."""
         z, yf = self.train_noise(real.shape[0], real.device)
         fake = self.generate(z, yf)
-        d, lf, af = self._d_losses(real, labels if self.conditional else None, fake, yf)
+        d, lf, af = self._d_losses(real, labels if self.conditional else None, fake, yf, concat=not self.split_joint)
         return d, self._g_terms(lf, af, yf)
 
 
