@@ -334,7 +334,9 @@ class Hook:
 def _guard_run_dir(run: Path, resume: bool) -> None:
     if run.exists() and not run.is_dir():
         raise UserError(f"{run} exists and is not a folder; choose another --out")
-    if resume:
+    if resume:  # said before the data are read: a missing run is the error to report, not a missing dataset
+        if not (run / "config.json").is_file() and ckpt.latest_checkpoint(run) is None:
+            raise UserError(f"--resume: no run in {run} (no config.json, no checkpoint)")
         return
     if (run / "config.json").exists() or ckpt.list_checkpoints(run):
         raise UserError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
