@@ -193,7 +193,7 @@ def step_flops(model: str, batch_x: torch.Tensor) -> float:
     return float(fc.get_total_flops())
 
 
-def gan2014_profile(steps: int = 50) -> dict:
+def gan2014_profile(peak: dict, steps: int = 50) -> dict:  # peak: kernel_peaks()["fp32"]
     """torch.profiler over the eager fp32 2014-GAN step: the matmuls' (mm, addmm) share of the step and their own
     GFLOP/s as a share of a 2048x2048 matmul's, measured right after."""
     from torch.profiler import ProfilerActivity, profile
@@ -209,14 +209,13 @@ def gan2014_profile(steps: int = 50) -> dict:
     ev = prof.key_averages()
     mm = sum(e.self_cpu_time_total for e in ev if e.key in ("aten::mm", "aten::addmm")) / 1e6 / steps
     total = sum(e.self_cpu_time_total for e in ev) / 1e6 / steps
-    peak = kernel_peaks(bf16=False)["fp32"]
     return {"flops_per_step": flops, "profiled_s_per_step": round(total, 5), "matmul_s_per_step": round(mm, 5),
             "matmul_share_of_step": round(mm / total, 3), "matmul_gflops": round(flops / mm / 1e9, 1),
             "fp32_peak_gflops": peak["peak"], "fp32_kernels": peak["kernels"],
             "matmuls_share_of_fp32_peak": round(flops / mm / 1e9 / peak["peak"], 3)}
 
 
-def gemm_ceiling(reps: int = 200) -> dict:
+def gemm_ceiling(peak: dict, reps: int = 200) -> dict:  # peak: kernel_peaks()["fp32"]
     """The most the 2014 GAN's fp32 step could reach: every matmul the eager step makes (shapes recorded by the
     profiler, transposed operands as the step passes them), replayed alone `reps` times each, with no other work in
     between. Their FLOPs over their summed time, as a share of the fp32 peak (kernel_peaks), bounds the whole step's
@@ -251,7 +250,6 @@ def gemm_ceiling(reps: int = 200) -> dict:
         r["calls"] += 1
         flops_all += 2 * m * k * n
         time_all += s
-    peak = kernel_peaks(bf16=False)["fp32"]
     return {"matmul_calls_per_step": len(calls), "shapes": rows, "flops": flops_all,
             "replayed_s": round(time_all, 5), "replayed_gflops": round(flops_all / time_all / 1e9, 1),
             "fp32_peak_gflops": peak["peak"], "fp32_kernels": peak["kernels"],
@@ -332,6 +330,13 @@ def tf_python(venv: Path) -> Path:
     if subprocess.run([str(py), "-c", "import tensorflow"], capture_output=True).returncode:
         subprocess.run([str(py), "-m", "pip", "install", "-q", TF_REQ], check=True)
     return py
+
+
+def tf_images() -> Path:
+    """Eight batches of MNIST for the TensorFlow peer: (2048, 28, 28, 1) float32 in [-1, 1], in a temporary .npy."""
+    images = Path(tempfile.mkdtemp()) / "mnist.npy"
+    np.save(images, mnist_batch(256 * 8).permute(0, 2, 3, 1).numpy())
+    return images
 
 
 def tf_step(py: Path, images: Path, steps: int, warmup: int) -> dict:
@@ -430,9 +435,7 @@ def onednn_breakdown(levers: list[str], tf_py: Path | None, steps: int = 2) -> d
         raise RuntimeError(f"verbose torch step failed: {r.stderr.strip().splitlines()[-1:]}")
     out["torch " + ("+".join(levers) or "fp32")] = onednn_table(r.stdout, steps)
     if tf_py:
-        images = Path(tempfile.mkdtemp()) / "mnist.npy"
-        np.save(images, mnist_batch(256 * 8).permute(0, 2, 3, 1).numpy())
-        r = subprocess.run([str(tf_py), str(HERE / "peers" / "tf_dcgan.py"), str(images), "--steps", str(steps),
+        r = subprocess.run([str(tf_py), str(HERE / "peers" / "tf_dcgan.py"), str(tf_images()), "--steps", str(steps),
                             "--warmup", str(steps)], env=env, capture_output=True, text=True, timeout=900)
         if r.returncode:
             raise RuntimeError(f"verbose TensorFlow step failed: {r.stderr.strip().splitlines()[-1:]}")
@@ -525,8 +528,7 @@ def main(argv=None) -> int:
         tf = None
         if not args.no_tf:
             py = tf_python(Path(args.tf_venv))
-            images = Path(tempfile.mkdtemp()) / "mnist.npy"
-            np.save(images, mnist_batch(256 * 8).permute(0, 2, 3, 1).numpy())
+            images = tf_images()
             tf = lambda: tf_step(py, images, args.dcgan_steps, 3)  # noqa: E731
         models.append(("dcgan", x, cases, tf, args.dcgan_steps, 3, "dcgan-tf-mnist"))
     if "gan2014" in only:
@@ -585,11 +587,11 @@ def main(argv=None) -> int:
         print("curves", json.dumps(doc["curves"], indent=1), flush=True)
 
     if "profile" in only:  # where the 2014 GAN's fp32 step goes: its matmuls against the machine's matmul peak
-        doc["gan2014_profile"] = gan2014_profile()
+        doc["gan2014_profile"] = gan2014_profile(peaks["fp32"])
         print("gan2014_profile", doc["gan2014_profile"], flush=True)
 
     if "gemm" in only:  # the ceiling the 2014 GAN's own matmul shapes put on its step (not in the default)
-        doc["gan2014_gemm_ceiling"] = gemm_ceiling()
+        doc["gan2014_gemm_ceiling"] = gemm_ceiling(peaks["fp32"])
         print("gan2014_gemm_ceiling", json.dumps(doc["gan2014_gemm_ceiling"], indent=1), flush=True)
 
     if "dcgan_profile" in only:  # where the tutorial DCGAN's bf16 step goes, operator by operator (not in the default)

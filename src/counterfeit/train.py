@@ -504,9 +504,7 @@ def _prepare_run_dir(cfg, run: Path, resume: bool, allow_config_change: bool, pr
     if removed and progress:
         print(f"removed {len(removed)} unfinished checkpoint file(s) of an interrupted write", file=sys.stderr)
     state = None
-    if resume and ckpt.latest_checkpoint(run) is None:
-        if not (run / "config.json").is_file():
-            raise UserError(f"--resume: no run in {run} (no config.json, no checkpoint)")
+    if resume and ckpt.latest_checkpoint(run) is None:  # _guard_run_dir saw its config.json
         # it stopped before its first checkpoint: nothing to restore, so it starts again from step 0
         if progress:
             print(f"{run} has no checkpoint yet: starting it from step 0", file=sys.stderr)

@@ -182,8 +182,9 @@ class NoiseGAN(Recipe):
             raise UserError(f"recipe '{cfg.model.recipe}' has no simultaneous update; set train.simultaneous=false")
         # In a joint step G's loss flows back through D into the fake half only, yet after one concatenated pass
         # every layer's input gradient covers the real half too. For a convolutional D that waste is large: the
-        # tutorial DCGAN's step ran 1.12-1.16x faster in fp32 and 1.05-1.07x in bf16 with separate passes; for the
-        # 2014 MLP D they measured no faster (bench/results/speed-avx512bf16.json, split_d), so MLP Ds keep one pass
+        # tutorial DCGAN's step took 0.89-0.94x the time in fp32 and 0.89-0.96x in bf16 with separate passes; for the
+        # 2014 MLP D they were no faster (0.99-1.09x; bench/results/speed-avx512bf16.json, split_d), so MLP Ds keep
+        # one pass
         self.split_joint = self.joint and any(isinstance(m, nn.modules.conv._ConvNd) for m in self.D.modules())
 
     def bf16_auto(self) -> tuple[bool, str]:
