@@ -6,6 +6,7 @@ once on the cores (issue 16).
     python bench/speed.py --only gemm --no-tf   # the ceiling the 2014 GAN's matmul shapes put on its step
     python bench/speed.py --only onednn         # the DCGAN step per oneDNN primitive, torch against TensorFlow
     python bench/speed.py --only conv_kernels --no-tf   # its big convolutions alone, per pass, dtype and layout
+    python bench/speed.py --only malloc         # glibc's malloc as it comes against counterfeit's setting
 
 Rows, all measured in this one run, interleaved by round (the machine is shared: compare ratios, not absolutes):
   peak        GFLOP/s, fp32 and (where the CPU has it natively) bf16: the best of three big kernels (kernel_peaks);
@@ -21,7 +22,11 @@ Rows, all measured in this one run, interleaved by round (the machine is shared:
               torch's own dropout, beside a second seed: the mathematics is the same where the gap is a seed's gap;
   profile     the 2014 GAN's fp32 step under torch.profiler: its matmuls' share of the step and of the matmul peak;
   load        the README's main job (`counterfeit train quickstart`, shortened) alone, then two at once: with the
-              thread policy (train.threads auto) and with each forced to all cores (the old default).
+              thread policy (train.threads auto) and with each forced to all cores (the old default);
+  malloc      (--only malloc) each step in a fresh process with glibc's malloc as it comes and as counterfeit's
+              loop sets it (runtime.keep_freed_memory: freed memory kept for reuse, not handed back to the kernel),
+              with minor page faults per step; TensorFlow's step with and without the same glibc setting.
+Every in-process row runs with the allocator as counterfeit's loop sets it.
 FLOPs per step are torch's flop counter over one forward + backward. Results: bench/results/speed.json.
 """
 
@@ -47,7 +52,8 @@ from gan2014_mnist import machine  # noqa: E402
 
 from counterfeit import config  # noqa: E402
 from counterfeit.recipes import build_recipe  # noqa: E402
-from counterfeit.runtime import native_bf16  # noqa: E402
+from counterfeit import runtime  # noqa: E402
+from counterfeit.runtime import keep_freed_memory, native_bf16  # noqa: E402
 
 TF_REQ = "tensorflow-cpu==2.21.0"
 
@@ -339,9 +345,10 @@ def tf_images() -> Path:
     return images
 
 
-def tf_step(py: Path, images: Path, steps: int, warmup: int) -> dict:
+def tf_step(py: Path, images: Path, steps: int, warmup: int, env: dict | None = None) -> dict:
     out = subprocess.run([str(py), str(HERE / "peers" / "tf_dcgan.py"), str(images), "--steps", str(steps),
-                          "--warmup", str(warmup)], capture_output=True, text=True, timeout=1800)
+                          "--warmup", str(warmup)], capture_output=True, text=True, timeout=1800,
+                         env={**os.environ, **(env or {})})
     if out.returncode:
         raise RuntimeError(f"TensorFlow step failed: {out.stderr.strip().splitlines()[-1:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -463,7 +470,77 @@ def quickstart_runs(n_runs: int, steps: int, threads: int | None) -> list[float]
                 for i in range(n_runs)]
 
 
+# ---------------------------------------------------------------------------------------------- the allocator
+
+
+MALLOC_CASES = {  # label: (kind, model or preset, levers or --set overrides, warm-up, timed steps)
+    "eager dcgan fp32": ("eager", "dcgan", {"split_d"}, 3, 10),
+    "eager dcgan bf16 channels_last": ("eager", "dcgan", {"bf16", "channels_last", "split_d"}, 3, 10),
+    "counterfeit dcgan-tf-mnist fp32": ("cf", "dcgan-tf-mnist", ["train.precision=fp32"], 3, 10),
+    "counterfeit dcgan-tf-mnist bf16 (auto)": ("cf", "dcgan-tf-mnist", ["train.precision=auto"], 3, 10),
+    "counterfeit gan2014-mnist fp32": ("cf", "gan2014-mnist", ["train.precision=fp32"], 20, 150),
+    "counterfeit quickstart": ("cf", "quickstart", [], 20, 100),
+}
+
+
+def malloc_child(label: str) -> dict:
+    """One allocator row in this fresh process (the parent sets COUNTERFEIT_MALLOC): seconds per step, and the
+    minor page faults per step of the eager rows (the counterfeit rows' also count the run's start)."""
+    import resource
+
+    kind, model, levers, warmup, steps = MALLOC_CASES[label]
+    allocator = keep_freed_memory()
+    faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt  # noqa: E731
+    if kind == "eager":
+        step = eager_step(model, levers, mnist_batch(256 if model == "dcgan" else 100))
+        for _ in range(warmup):
+            step()
+        f0 = faults()
+        s = time_steps(step, steps, 0)
+        return {"s_per_step": s, "minflt_per_step": round((faults() - f0) / steps), "allocator": allocator}
+    return {"s_per_step": counterfeit_step(model, levers, steps, warmup), "allocator": allocator}
+
+
+def malloc_rows(rounds: int, labels: list[str], tf: tuple[Path, Path] | None, steps_tf: int) -> dict:
+    """Each case in a fresh process with glibc's malloc as it comes (COUNTERFEIT_MALLOC=system) and as counterfeit
+    sets it (runtime.keep_freed_memory), the two orders alternating by round; TensorFlow's step with and without
+    the same setting (glibc's MALLOC_*_ variables) beside them."""
+    out: dict = {}
+    for rnd in range(rounds):
+        for label in labels + (["tensorflow tutorial fp32"] if tf else []):
+            for mode in (("system", "keep") if rnd % 2 == 0 else ("keep", "system")):
+                if label.startswith("tensorflow"):  # glibc's variables for the values keep_freed_memory sets
+                    env = {} if mode == "system" else {"MALLOC_TRIM_THRESHOLD_": str(runtime.KEEP_FREED),
+                                                       "MALLOC_MMAP_THRESHOLD_": str(runtime.MMAP_ABOVE)}
+                    r = {"s_per_step": tf_step(tf[0], tf[1], steps_tf, 3, env)["s_per_step"]}
+                else:
+                    cmd = [sys.executable, str(Path(__file__).resolve()), "--malloc-child", label]
+                    env = {**os.environ, "COUNTERFEIT_MALLOC": "system" if mode == "system" else "",
+                           "COUNTERFEIT_NO_TENSORBOARD": "1"}
+                    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+                    if p.returncode:
+                        raise RuntimeError(f"malloc row {label} failed: {p.stderr.strip()[-400:]}")
+                    r = json.loads(p.stdout.strip().splitlines()[-1])
+                row = out.setdefault(label, {}).setdefault(mode, {"s_per_step": []})
+                row["s_per_step"].append(round(r["s_per_step"], 4))
+                if "minflt_per_step" in r:
+                    row.setdefault("minflt_per_step", []).append(r["minflt_per_step"])
+                if "allocator" in r:
+                    row["allocator"] = r["allocator"]
+                print(f"  round {rnd + 1} {label} [{mode}]: {r['s_per_step'] * 1000:.1f} ms/step "
+                      f"{r.get('minflt_per_step', '')}", flush=True)
+    for row in out.values():  # < 1: keeping freed memory is faster
+        row["time_ratio_keep_to_system_by_round"] = [round(a / b, 3) for a, b in
+                                                     zip(row["keep"]["s_per_step"], row["system"]["s_per_step"])]
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- main
+
+
+def picked(label: str, rows: str) -> bool:
+    """--rows: comma-separated substrings of the labels to run; =LABEL is that label exactly."""
+    return any(label == k[1:] if k.startswith("=") else k in label for k in rows.split(","))
 
 
 def mnist_batch(n: int) -> torch.Tensor:
@@ -485,8 +562,15 @@ def main(argv=None) -> int:
     p.add_argument("--rows", default="", help="comma-separated substrings: run only the rows whose label has one "
                                               "(=LABEL: that label exactly)")
     p.add_argument("--result", default=str(HERE / "results" / "speed.json"))
+    p.add_argument("--malloc-child", default="", help=argparse.SUPPRESS)  # one allocator row, in a fresh process
     args = p.parse_args(argv)
     os.environ.setdefault("COUNTERFEIT_DATA", str(ROOT.parent / "shared" / "datasets"))
+    if args.malloc_child:
+        print(json.dumps(malloc_child(args.malloc_child)))
+        return 0
+    # every in-process row with the allocator as counterfeit's loop sets it (it is per process, and the first
+    # counterfeit row would set it for every row after it); the malloc rows measure that lever alone
+    keep_freed_memory()
     only = set(args.only.split(","))
     cpu = torch.device("cpu")
     has_bf16 = native_bf16(cpu)[0]
@@ -552,8 +636,7 @@ def main(argv=None) -> int:
         for rnd in range(args.rounds):
             todo = ([("tensorflow tutorial fp32", None)] if tf else []) + list(cases.items())
             if args.rows:
-                todo = [(label, c) for label, c in todo if any(label == k[1:] if k.startswith("=") else k in label
-                                                               for k in args.rows.split(","))]
+                todo = [(label, c) for label, c in todo if picked(label, args.rows)]
             for label, case in todo:
                 if case is None:
                     r = tf()
@@ -607,6 +690,13 @@ def main(argv=None) -> int:
     if "conv_kernels" in only:  # the tutorial DCGAN's big convolutions alone, per pass, dtype and memory format
         doc["conv_kernels_alone"] = conv_kernels()
         print("conv_kernels_alone", json.dumps(doc["conv_kernels_alone"], indent=1), flush=True)
+
+    if "malloc" in only:  # glibc's malloc as it comes against keep_freed_memory, each row in a fresh process
+        has = [k for k in MALLOC_CASES if has_bf16 or "bf16" not in k]
+        labels = [k for k in has if not args.rows or picked(k, args.rows)]
+        tf = None if args.no_tf else (tf_python(Path(args.tf_venv)), tf_images())
+        doc["malloc"] = malloc_rows(args.rounds, labels, tf, args.dcgan_steps)
+        print("malloc", json.dumps(doc["malloc"], indent=1), flush=True)
 
     if "load" in only:
         alone = quickstart_runs(1, args.load_steps, None)[0]

@@ -9,10 +9,18 @@ each other down by up to 10x. With `train.threads: 0` (auto) each counterfeit tr
 folder of live runs and takes the cores it may use (its affinity mask) divided by the number of live runs, at
 least one; it looks again every few seconds, so a run started alone gives up a core when a second one starts and
 takes it back when that one ends. OMP_NUM_THREADS set in the environment (torchrun sets 1) wins over auto.
+
+Memory: glibc's malloc hands large freed blocks back to the kernel (munmap, heap trimming), so every step's
+activations, gradients and dropout masks of a convolutional GAN came back as fresh pages that the kernel faulted in
+and zeroed: 22,054-25,879 page faults (86-101 MiB) per step of the tutorial DCGAN in fp32, a step 1.1-1.25x as long
+(bench/speed.py --only malloc; bench/results/speed-avx512bf16.json). `keep_freed_memory()` asks glibc to
+keep freed memory for reuse (mallopt, the in-process form of the MALLOC_*_ variables; what tcmalloc and jemalloc do
+by design). COUNTERFEIT_MALLOC=system leaves the allocator as it is.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import tempfile
@@ -180,3 +188,43 @@ class ThreadPolicy:
             return f"{torch.get_num_threads()} threads (OMP_NUM_THREADS={self.env})"
         return (f"{self.threads} threads (auto: {usable_cores()} cores, {self.peers} live "
                 f"training{'s' if self.peers > 1 else ''})")
+
+
+# ---------------------------------------------------------------------- memory
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+MMAP_ABOVE = 32 << 20  # blocks above this still come from mmap: glibc's largest threshold on 64-bit (32 MiB)
+KEEP_FREED = 1 << 30  # free memory at the top of the heap kept, not trimmed, up to 1 GiB
+_ALLOCATOR: str | None = None  # what keep_freed_memory() did, once per process
+
+
+def keep_freed_memory() -> str:
+    """Make glibc's malloc keep freed memory for reuse: a fixed mmap threshold of 32 MiB (the dynamic one starts at
+    128 KiB) and a trim threshold of 1 GiB, set once per process. Returns what the allocator does, in words, for
+    the run's log. Left alone where COUNTERFEIT_MALLOC=system, where the environment sets glibc's thresholds
+    (MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_, GLIBC_TUNABLES), where another allocator is preloaded, and where
+    the C library is not glibc."""
+    global _ALLOCATOR
+    if _ALLOCATOR is not None:
+        return _ALLOCATOR
+    preload = os.environ.get("LD_PRELOAD", "")
+    if os.environ.get("COUNTERFEIT_MALLOC", "").strip().lower() in ("system", "off", "0"):
+        _ALLOCATOR = "system malloc (COUNTERFEIT_MALLOC=system)"
+    elif os.environ.get("MALLOC_TRIM_THRESHOLD_") or os.environ.get("MALLOC_MMAP_THRESHOLD_") or \
+            any(t in os.environ.get("GLIBC_TUNABLES", "") for t in ("trim_threshold", "mmap_threshold")):
+        _ALLOCATOR = "glibc malloc as the environment sets it"
+    elif any(name in preload for name in ("jemalloc", "tcmalloc", "mimalloc")):
+        _ALLOCATOR = f"preloaded allocator ({preload})"
+    else:
+        try:
+            libc = ctypes.CDLL(None)
+            libc.gnu_get_libc_version.restype = ctypes.c_char_p
+            version = libc.gnu_get_libc_version().decode()
+            ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_ABOVE) == 1 and libc.mallopt(M_TRIM_THRESHOLD, KEEP_FREED) == 1
+        except (OSError, AttributeError):  # not glibc (macOS, musl, Windows)
+            _ALLOCATOR = "system malloc (not glibc)"
+        else:
+            _ALLOCATOR = (f"glibc {version} malloc keeps freed memory" if ok
+                          else f"glibc {version} malloc (mallopt refused)")
+    return _ALLOCATOR

@@ -42,7 +42,7 @@ from .data.sampler import Batches
 from .errors import Diverged, Interrupted, PeerLost, TrainingStopped, UserError
 from .metrics.parzen import PAPER_SIGMAS, parzen_log_likelihoods
 from .recipes import Losses, Recipe, build_recipe
-from .runtime import ThreadPolicy, resolve_precision
+from .runtime import ThreadPolicy, keep_freed_memory, resolve_precision
 from .viz.curves import plot_curves
 from .viz.grid import make_gif, save_grid
 from .viz.report import write_report
@@ -542,6 +542,7 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
            progress: bool, d: dist_mod.Dist | None = None) -> RunResult:
     d = d or dist_mod.Dist(device=device)
     t_cfg = cfg.train
+    allocator = keep_freed_memory()  # each step's big tensors reuse freed memory, not fresh zeroed pages
 
     # ------------------------------------------------------------------ data, recipe, state
     data = load_data(cfg.data.name, cfg.data.split, cfg.data.image_size, cfg.data.channels, cfg.data.limit)
@@ -552,7 +553,7 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
     if t_cfg.memory_format == "auto":
         t_cfg.memory_format = "channels_last" if t_cfg.precision == "bf16" and device.type == "cpu" else "contiguous"
     head = (f"{cfg.name}: {device}, {t_cfg.precision} ({why}), {t_cfg.memory_format}, {threads.describe()}"
-            f"{', torch.compile' if t_cfg.compile else ''}")
+            f"{', torch.compile' if t_cfg.compile else ''}, {allocator}")
     fmt = torch.channels_last if t_cfg.memory_format == "channels_last" else torch.contiguous_format
     for m in recipe.nets.values():
         m.to(device, memory_format=fmt)  # the format applies to 4-D (convolution) weights only
