@@ -148,8 +148,8 @@ def test_divergence_exits_3_with_one_line(tmp_path, mnist_dir, capsys):
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_finishes_the_step_writes_a_checkpoint_and_resume_is_exact(sig, code, tmp_path, mnist_dir):
-    """A real process, signalled after its first checkpoint, stops at a step boundary with a checkpoint there;
-    resumed for 10 more steps it ends with the weights of an uninterrupted run of as many steps."""
+    """A real process, signalled after its first checkpoint, stops at a step boundary with a checkpoint there and
+    skips the preview; resumed for 10 more steps it ends with the weights of an uninterrupted run of as many steps."""
     sets = without_steps(tiny_overrides(mnist_dir)) + ["train.checkpoint_every=5", "train.sample_every=100000",
                                                  "train.log_every=100000", "train.parzen_monitor=false",
                                                  "train.threads=1"]
@@ -166,6 +166,9 @@ def test_a_signal_finishes_the_step_writes_a_checkpoint_and_resume_is_exact(sig,
     assert p.returncode == code and len(lines) == 1 and "written (continue with --resume)" in lines[0], (p.returncode, err)
     stopped = int(safe_load(latest_checkpoint(run))["step"])
     assert 5 <= stopped < 100000 and f"at step {stopped}:" in lines[0]
+    # the checkpoint did not wait for the preview (nor would it for an evaluation): only a stop by the step budget,
+    # the time budget or patience draws the last step's grid
+    assert not (run / "samples" / f"step-{stopped:08d}.png").exists(), sorted((run / "samples").iterdir())
     assert main([*argv, "--out", str(run), "--resume", "--steps", str(stopped + 10)]) == 0
     assert main([*argv, "--out", str(tmp_path / "full"), "--steps", str(stopped + 10)]) == 0
     a, b = safe_load(latest_checkpoint(run)), safe_load(latest_checkpoint(tmp_path / "full"))

@@ -322,13 +322,18 @@ class RunWriter:
 
 @dataclass
 class Hook:
-    """A side job of the loop that runs every `every` steps and after the last one; returns a row to log."""
+    """A side job of the loop that runs every `every` steps and after the last one; returns a row to log.
+
+    `on_signal` False: a stop asked by SIGINT / SIGTERM skips it unless the step is one of its own. The preview
+    with the Parzen monitor and an evaluation take seconds to minutes, and torchrun kills its workers 30 s after
+    passing a signal on: the checkpoint must not wait for them."""
 
     every: int
     run: Callable[[], dict | None]
+    on_signal: bool = True
 
-    def due(self, step: int, total: int) -> bool:
-        return step % self.every == 0 or step == total
+    def due(self, step: int, total: int, signalled: bool = False) -> bool:
+        return step % self.every == 0 or (step == total and (self.on_signal or not signalled))
 
 
 def _guard_run_dir(run: Path, resume: bool) -> None:
@@ -738,8 +743,8 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
                 write_report(run)
             refreshed[0] = time.time()
 
-    hooks = [Hook(t_cfg.log_every, log_row), Hook(t_cfg.sample_every or steps_per_epoch, preview_tick),
-             *([Hook(t_cfg.eval_every, eval_tick)] if t_cfg.eval_every > 0 else []),
+    hooks = [Hook(t_cfg.log_every, log_row), Hook(t_cfg.sample_every or steps_per_epoch, preview_tick, False),
+             *([Hook(t_cfg.eval_every, eval_tick, False)] if t_cfg.eval_every > 0 else []),
              Hook(t_cfg.checkpoint_every or steps_per_epoch, checkpoint_tick)]
 
     def log(row: dict | None) -> None:
@@ -782,7 +787,7 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
                     if bar is not None:
                         bar.total = total
                 for i, hook in enumerate(hooks):
-                    if hook.due(st.step, total):
+                    if hook.due(st.step, total, stop.signum is not None):
                         log(hook.run())
                     if i == 0 and bar is not None:
                         bar.update(1)
