@@ -50,9 +50,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from gan2014_mnist import machine  # noqa: E402
 
-from counterfeit import config  # noqa: E402
+from counterfeit import config, runtime  # noqa: E402
 from counterfeit.recipes import build_recipe  # noqa: E402
-from counterfeit import runtime  # noqa: E402
 from counterfeit.runtime import keep_freed_memory, native_bf16  # noqa: E402
 
 TF_REQ = "tensorflow-cpu==2.21.0"
@@ -484,8 +483,9 @@ MALLOC_CASES = {  # label: (kind, model or preset, levers or --set overrides, wa
 
 
 def malloc_child(label: str) -> dict:
-    """One allocator row in this fresh process (the parent sets COUNTERFEIT_MALLOC): seconds per step, and the
-    minor page faults per step of the eager rows (the counterfeit rows' also count the run's start)."""
+    """One allocator row in this fresh process (the parent sets COUNTERFEIT_MALLOC): seconds per step, and for the
+    eager rows the minor page faults per timed step (the counterfeit rows report none: their process's count would
+    include the run's start)."""
     import resource
 
     kind, model, levers, warmup, steps = MALLOC_CASES[label]
