@@ -21,9 +21,10 @@ def brute_force(samples: np.ndarray, points: np.ndarray, sigma: float) -> np.nda
 def test_parzen_matches_brute_force_numpy():
     rng = np.random.default_rng(0)
     samples, points = rng.random((300, 20)), rng.random((70, 20))
-    ll = parzen_log_likelihoods(torch.from_numpy(samples), torch.from_numpy(points), PAPER_SIGMAS, chunk=32)
-    for i, s in enumerate(PAPER_SIGMAS):
-        assert_close(ll[i], torch.from_numpy(brute_force(samples, points, s)), rtol=1e-9, atol=1e-7)
+    want = torch.stack([torch.from_numpy(brute_force(samples, points, s)) for s in PAPER_SIGMAS])
+    for chunk, rows in [(32, 64), (32, 5), (1000, 64), (7, 3)]:  # chunks and row blocks that leave remainders
+        ll = parzen_log_likelihoods(torch.from_numpy(samples), torch.from_numpy(points), PAPER_SIGMAS, chunk, rows)
+        assert_close(ll, want, rtol=1e-9, atol=1e-7)
 
 
 def test_parzen_on_uint8_images_scales_to_unit_interval(digits):

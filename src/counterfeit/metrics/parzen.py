@@ -4,7 +4,8 @@ A Gaussian kernel density with isotropic width sigma is fitted to n generated sa
     log p(x) = logsumexp_j(-|x - mu_j|^2 / (2 sigma^2)) - log n - d log(sigma sqrt(2 pi)).
 sigma is chosen from logspace(-1, 0, 10) by mean log-likelihood on validation points; the score is the mean
 over test points with its standard error. Squared distances come from one float64 matmul per chunk,
-|x|^2 + |mu|^2 - 2 x.mu, and every sigma reuses them, so 10k x 10k x 784 takes seconds.
+|x|^2 + |mu|^2 - 2 x.mu, and every sigma reuses them, so 10k x 10k x 784 over the 10 sigmas takes about 3 s
+(2 cores), half of it the matmul.
 """
 
 from __future__ import annotations
@@ -25,25 +26,35 @@ def flat_pixels(x, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     return t.reshape(t.shape[0], -1)
 
 
-def parzen_log_likelihoods(samples, points, sigmas, chunk: int = 1000) -> torch.Tensor:
+def parzen_log_likelihoods(samples, points, sigmas, chunk: int = 1000, rows: int = 64) -> torch.Tensor:
     """Per-point log-likelihood (float64) under a Parzen window on `samples`: shape (len(sigmas), n_points).
 
-    uint8 inputs are scaled to [0, 1]; float inputs are used as given.
+    uint8 inputs are scaled to [0, 1]; float inputs are used as given. Each point's squared distances are shifted
+    by their minimum once, so that every sigma needs one multiply, exp and sum per distance (logsumexp's max pass
+    and its (sigmas, chunk, n) temporaries cost 5x the time); the exp work runs on `rows` points at a time, whose
+    distances stay in cache across the sigmas.
     """
     mu = flat_pixels(samples)  # (n, d)
     x = flat_pixels(points)  # (m, d)
     n, d = mu.shape
     assert x.shape[1] == d, f"samples have {d} dims, points {x.shape[1]}"
-    sig = torch.as_tensor(np.asarray(sigmas, dtype=np.float64)).reshape(-1, 1, 1)  # (S, 1, 1)
+    sig = torch.as_tensor(np.asarray(sigmas, dtype=np.float64)).reshape(-1)  # (S,)
+    scales = (-0.5 / sig**2).tolist()
     mu_sq = (mu * mu).sum(1)  # (n,)
-    out = []
+    lse = torch.empty(len(scales), x.shape[0], dtype=torch.float64)  # (S, m)
+    buf = torch.empty(min(rows, x.shape[0]), n, dtype=torch.float64)
     for i in range(0, x.shape[0], chunk):
         xc = x[i : i + chunk]  # (c, d)
-        d2 = ((xc * xc).sum(1, keepdim=True) + mu_sq - 2.0 * xc @ mu.T).clamp_min_(0.0)  # (c, n)
-        lse = torch.logsumexp(-d2.unsqueeze(0) / (2.0 * sig**2), dim=2)  # (S, c)
-        out.append(lse)
-    ll = torch.cat(out, 1) - math.log(n) - d * torch.log(sig.reshape(-1, 1) * math.sqrt(2.0 * math.pi))
-    return ll  # (S, m)
+        d2 = torch.addmm(mu_sq, xc, mu.T, alpha=-2.0).add_((xc * xc).sum(1, keepdim=True)).clamp_min_(0.0)
+        nearest = d2.amin(1, keepdim=True)  # (c, 1)
+        d2.sub_(nearest)
+        for j in range(0, len(xc), rows):
+            r = d2[j : j + rows]
+            b = buf[: len(r)]
+            for k, a in enumerate(scales):  # logsumexp_j(a d2_j) = a min d2 + log sum_j exp(a (d2_j - min d2))
+                torch.mul(r, a, out=b).exp_()
+                lse[k, i + j : i + j + len(r)] = b.sum(1).log_() + a * nearest[j : j + rows, 0]
+    return lse - math.log(n) - d * torch.log(sig.reshape(-1, 1) * math.sqrt(2.0 * math.pi))  # (S, m)
 
 
 @dataclass
