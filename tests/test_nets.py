@@ -15,6 +15,18 @@ def test_maxout_is_the_max_over_pieces_of_each_unit():
     assert_close(m(x), want)
 
 
+def test_maxout_gradient_reaches_only_the_winning_piece():
+    m = Maxout(3, units=2, pieces=4)
+    x = torch.randn(5, 3)
+    g = torch.randn(5, 2)
+    m(x).backward(g)
+    z = (x @ m.linear.weight.T + m.linear.bias).detach().view(5, 2, 4)
+    winner = torch.nn.functional.one_hot(z.argmax(-1), 4).float()  # (5, 2, 4)
+    dz = (g.unsqueeze(-1) * winner).view(5, 8)  # the loss's gradient on the 8 affine outputs
+    assert_close(m.linear.weight.grad, dz.T @ x)
+    assert_close(m.linear.bias.grad, dz.sum(0))
+
+
 def test_generator_and_discriminator_shapes():
     g = MLPGenerator(100, [1200, 1200], (1, 28, 28))
     d = MaxoutDiscriminator((1, 28, 28))

@@ -9,7 +9,10 @@ from torch import nn
 class Maxout(nn.Module):
     """Maxout (Goodfellow et al. 2013): h_i = max_j (x W_ij + b_ij), j over `pieces` linear pieces.
 
-    The affine map produces (B, units * pieces); pieces of one unit are adjacent, as in pylearn2.
+    The affine map produces (B, units * pieces); pieces of one unit are adjacent, as in pylearn2. The max is taken
+    with its indices (`max(dim)`), whose backward scatters the gradient to the winning piece: amax's backward builds
+    an equality mask, counts and divides, 1.7-2.3x the time for the 2014 D's (200, 240, 5) (the same gradient
+    unless two pieces tie exactly, where amax splits it and max gives it to one).
     """
 
     def __init__(self, in_features: int, units: int, pieces: int):
@@ -19,7 +22,7 @@ class Maxout(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.linear(x)  # (B, units * pieces)
-        return z.view(x.shape[0], self.units, self.pieces).amax(dim=-1)  # (B, units)
+        return z.view(x.shape[0], self.units, self.pieces).max(dim=-1).values  # (B, units)
 
 
 class Dropout(nn.Module):
