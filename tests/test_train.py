@@ -209,6 +209,19 @@ def test_parzen_selection_keeps_the_best_monitor_step_and_patience_stops_the_run
     assert rows[-1]["step"] == res.step and safe_load(res.checkpoint)["step"] == res.step  # a final checkpoint
 
 
+def test_an_early_stop_names_the_best_after_the_last_steps_own_tick(tmp_path, mnist_dir, capsys):
+    """The line that says why a run stopped early names the best step after the stop step's hooks ran: that step's
+    own monitor tick can still win (here, on this seed, it does: step 2 beats step 0), and the line must name what
+    best.pt then holds."""
+    run = tmp_path / "run"
+    res = train(_cfg(mnist_dir, ["train.select=parzen", "train.sample_every=2", "train.patience=2"], steps=400), run,
+                progress=False)
+    best = json.loads((run / "best.json").read_text())
+    said = [line for line in capsys.readouterr().err.splitlines() if "(train.patience)" in line]
+    assert said == [f"no better parzen/monitor for 2 steps (train.patience): stopped at step {res.step}; "
+                    f"the best, {best['value']:.4g} at step {best['step']}, is in best.pt"]
+
+
 def test_the_best_step_is_read_back_on_resume(tmp_path, mnist_dir):
     """A resumed run competes with the best of its earlier sittings: a lower score after --resume keeps best.pt."""
     from counterfeit.train import _Best

@@ -776,13 +776,11 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
                 if d.on:  # every rank stops at the same step, whichever got the signal, the budget or the stall
                     sig, over, stalled = d.max_flags([float(stop.signum or 0), float(over), float(stalled)])
                     stop.signum = stop.signum or (int(sig) or None)
+                why = None
                 if stop.signum is not None or over or stalled:
                     if stop.signum is None and st.step < total and d.main:
                         why = f"time budget of {t_cfg.max_minutes:g} min reached" if over else \
                             f"no better {best.key} for {t_cfg.patience} steps (train.patience)"
-                        kept = best is not None and best.step is not None
-                        _say(bar, f"{why}: stopping at step {st.step}" +
-                             (f"; the best, {best.value:.4g} at step {best.step}, is in best.pt" if kept else ""))
                     total = st.step  # this step is the last one: every hook runs, a checkpoint included
                     if bar is not None:
                         bar.total = total
@@ -791,6 +789,10 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
                         log(hook.run())
                     if i == 0 and bar is not None:
                         bar.update(1)
+                if why is not None:  # said after the last step's hooks: its own monitor or evaluation may be the best
+                    kept = best is not None and best.step is not None
+                    _say(bar, f"{why}: stopped at step {st.step}" +
+                         (f"; the best, {best.value:.4g} at step {best.step}, is in best.pt" if kept else ""))
             if stop.signum is not None:
                 name = signal.Signals(stop.signum).name
                 raise Interrupted(f"{name} at step {st.step}: checkpoint {ckpt.latest_checkpoint(run)} written "
