@@ -17,7 +17,8 @@ Rows, all measured in this one run, interleaved by round (the machine is shared:
               torch.compile, bf16 autocast, split_d: D(x) and D(G(z)) as two passes) and `counterfeit train
               dcgan-tf-mnist` itself (the whole loop: data, logging, hooks), fp32 / bf16 (auto: with channels_last)
               / bf16 contiguous / compile;
-  gan2014     the 2014 paper's MLP G and maxout D (batch 100, SGD + momentum, simultaneous update) the same ways;
+  gan2014     the 2014 paper's MLP G and maxout D (batch 100, SGD + momentum, simultaneous update) the same ways,
+              and eager with the maxout as it was before 2026-12-06 (amax; its backward masks, counts and divides);
   curves      the same seed in bf16 and fp32, step by step (dcgan), and the 2014 GAN with this loop against
               torch's own dropout, beside a second seed: the mathematics is the same where the gap is a seed's gap;
   profile     the 2014 GAN's fp32 step under torch.profiler: its matmuls' share of the step and of the matmul peak;
@@ -51,6 +52,7 @@ sys.path.insert(0, str(HERE))
 from gan2014_mnist import machine  # noqa: E402
 
 from counterfeit import config, runtime  # noqa: E402
+from counterfeit.nets.layers import Maxout  # noqa: E402
 from counterfeit.recipes import build_recipe  # noqa: E402
 from counterfeit.runtime import keep_freed_memory, native_bf16  # noqa: E402
 
@@ -117,6 +119,10 @@ def eager_step(model: str, levers: set[str], batch_x: torch.Tensor):
     preset = "dcgan-tf-mnist" if model == "dcgan" else "gan2014-mnist"
     cfg, G, D = _nets(preset, tuple(batch_x.shape[1:]))
     n, z_dim = batch_x.shape[0], cfg.model.z_dim
+    if "amax_maxout" in levers:  # the maxout as it was before 2026-12-06: amax, whose backward masks, counts, divides
+        for m in D.modules():
+            if isinstance(m, Maxout):
+                m.forward = lambda x, m=m: m.linear(x).view(x.shape[0], m.units, m.pieces).amax(dim=-1)
     if "channels_last" in levers:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
         batch_x = batch_x.contiguous(memory_format=torch.channels_last)
@@ -618,6 +624,7 @@ def main(argv=None) -> int:
     if "gan2014" in only:
         x = mnist_batch(100)
         cases = {"eager joint fp32": ("eager", set()), "eager joint fp32 split_d": ("eager", {"split_d"}),
+                 "eager joint fp32 amax maxout": ("eager", {"amax_maxout"}),
                  "eager joint fp32 compile": ("eager", {"compile"}),
                  "counterfeit gan2014-mnist fp32": ("cf", ["train.precision=fp32"]),
                  "counterfeit gan2014-mnist fp32 compile": ("cf", ["train.precision=fp32", "train.compile=true"])}
