@@ -38,6 +38,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from gan2014_mnist import machine  # noqa: E402
@@ -53,6 +55,8 @@ OVERRIDES = ["train.epochs=2000", "train.select=parzen", f"train.patience={200 *
              f"train.sample_every={5 * STEPS_PER_EPOCH}", f"train.checkpoint_every={5 * STEPS_PER_EPOCH}",
              "train.parzen_monitor_samples=10000", "train.parzen_monitor_valid=10000", "train.keep_checkpoints=2"]
 PAPER = {"mean": 225, "se": 2}
+PLANNED_EPOCHS = 2000
+TREND_FROM_EPOCH = 250  # momentum is constant (0.7) from epoch 250 on, so a unit of learning rate means one thing
 
 
 def sitting(run: Path, minutes: float) -> None:
@@ -98,6 +102,104 @@ def quick(preset: str, minutes: float, work: Path, result: Path) -> dict:
     return row
 
 
+def lr_epochs(lr: float, lr_decay: float, min_lr: float, steps: int) -> np.ndarray:
+    """The learning rate summed over updates, in epochs at learning rate 1: entry i covers updates 0..i-1.
+
+    The preset divides the learning rate by `decay` after every update (one update of G and one of D per step), so
+    the second 1,000 epochs get exp(-2) = 14% of what the first 1,000 got: a run under this schedule stops
+    learning by itself, and an extrapolation in epochs that ignores it overshoots.
+    """
+    per_update = np.maximum(lr * lr_decay ** -np.arange(steps, dtype=np.float64), min_lr)
+    return np.concatenate([[0.0], np.cumsum(per_update)]) / STEPS_PER_EPOCH
+
+
+def trend(monitor: list[dict], optim: dict) -> dict:
+    """Where the validation monitor is heading: a straight line in the summed learning rate, extrapolated.
+
+    Since epoch 250 (momentum constant) the monitor has climbed about in proportion to the learning rate spent,
+    which the schedule makes smaller every update; the line is read at 2,000 epochs, the run's end. Lines in epochs
+    (and in log epochs) are kept beside it for comparison: they ignore the decay.
+    """
+    planned = PLANNED_EPOCHS * STEPS_PER_EPOCH
+    cum = lr_epochs(**optim, steps=planned)
+    e = np.array([r["epoch"] for r in monitor])
+    v = np.array([r["valid_parzen"] for r in monitor])
+    step = np.array([r["step"] for r in monitor])
+    s, s_end, target = cum[step], cum[planned], PAPER["mean"]
+    lr_now = max(optim["lr"] * optim["lr_decay"] ** -float(step[-1]), optim["min_lr"])
+    out = {"model": "valid_parzen = a + b * lr_epochs, lr_epochs = the learning rate summed over updates / 500 "
+                    "(an epoch at learning rate 1 counts 1); lines fitted by least squares to the monitor. The standard errors "
+                    "treat neighbouring monitors as independent, which they are not: read the two windows' spread "
+                    "as the uncertainty",
+           "schedule": optim, "lr_now": lr_now, "lr_epochs_now": round(float(s[-1]), 3), "lr_epochs_at_2000": round(float(s_end), 3),
+           "fits": {}, "epoch_fits_ignoring_the_decay": {}}
+    for name, keep in ((f"since epoch {TREND_FROM_EPOCH}", e >= TREND_FROM_EPOCH),
+                       ("last 300 epochs", e >= e[-1] - 300)):
+        if keep.sum() < 10:
+            continue
+        (b, a), cov = np.polyfit(s[keep], v[keep], 1, cov=True)
+        x = np.array([s_end, 1.0])
+        reach = (target - a) / b if b > 0 else np.inf
+        out["fits"][name] = {
+            "epochs": [float(e[keep][0]), float(e[keep][-1])], "monitors": int(keep.sum()),
+            "a": round(float(a), 3), "nats_per_lr_epoch": round(float(b), 3), "se": round(float(np.sqrt(cov[0, 0])), 3),
+            "nats_per_100_epochs_now": round(float(b * lr_now * 100), 2),
+            "residual_sd": round(float(np.std(v[keep] - (a + b * s[keep]))), 2),
+            "monitor_at_2000_epochs": round(float(a + b * s_end), 1),
+            "monitor_at_2000_epochs_se": round(float(np.sqrt(x @ cov @ x)), 1),
+            "reaches_225_at_epoch": (round(float(np.searchsorted(cum, reach)) / STEPS_PER_EPOCH)
+                                     if reach <= s_end else None)}
+    late = e >= e[-1] - 300
+    b, a = np.polyfit(e[late], v[late], 1)
+    out["epoch_fits_ignoring_the_decay"]["line in epochs, last 300 epochs"] = {
+        "nats_per_100_epochs": round(float(b * 100), 2), "reaches_225_at_epoch": round(float((target - a) / b))
+        if b > 0 else None, "monitor_at_2000_epochs": round(float(a + b * PLANNED_EPOCHS), 1)}
+    keep = e >= 150
+    b, a = np.polyfit(np.log(e[keep]), v[keep], 1)
+    out["epoch_fits_ignoring_the_decay"]["a + b ln(epoch), since epoch 150"] = {
+        "reaches_225_at_epoch": round(float(np.exp((target - a) / b))) if b > 0 else None,
+        "monitor_at_2000_epochs": round(float(a + b * np.log(PLANNED_EPOCHS)), 1)}
+    return out
+
+
+def predictions(path: Path, monitor: list[dict], tr: dict) -> list[dict]:
+    """Each record's lines kept as a prediction and checked against the monitors that came after it.
+
+    Kept in a file of their own (PATH) so that a prediction made before a sitting survives the sitting's record.
+    """
+    cum = lr_epochs(**tr["schedule"], steps=PLANNED_EPOCHS * STEPS_PER_EPOCH)
+    items = json.loads(path.read_text()) if path.is_file() else []
+    for p in items:
+        later = [r for r in monitor if r["step"] > p["made_at_step"]]
+        if not later:
+            continue
+        v = np.array([r["valid_parzen"] for r in later])
+        s = cum[np.array([r["step"] for r in later])]
+        p["check"] = {"monitors": len(later), "epochs": [later[0]["epoch"], later[-1]["epoch"]],
+                      "observed_mean": round(float(v.mean()), 2), "lines": {}}
+        for name, f in p["fits"].items():
+            predicted = f["a"] + f["nats_per_lr_epoch"] * s
+            p["check"]["lines"][name] = {"predicted_mean": round(float(predicted.mean()), 2),
+                                         "mean_residual": round(float((v - predicted).mean()), 2)}
+    last = monitor[-1]
+    if not any(p["made_at_step"] == last["step"] for p in items):
+        items.append({"made_at_step": last["step"], "made_at_epoch": last["epoch"],
+                      "made": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                      "fits": {name: {k: f[k] for k in ("epochs", "a", "nats_per_lr_epoch", "monitor_at_2000_epochs")}
+                               for name, f in tr["fits"].items()}})
+    path.write_text(json.dumps(items, indent=2) + "\n")
+    return items
+
+
+def pace(monitor: list[dict], step_now: int) -> dict:
+    """Training time per step over the last 100 epochs of monitors, and what the rest of the 2,000 epochs would take."""
+    last = [r for r in monitor if r["epoch"] >= monitor[-1]["epoch"] - 100]
+    s = (last[-1]["hours"] - last[0]["hours"]) * 3600 / max(last[-1]["step"] - last[0]["step"], 1)
+    left = max(PLANNED_EPOCHS * STEPS_PER_EPOCH - step_now, 0)
+    return {"ms_per_step_last_100_epochs": round(s * 1000, 1), "steps_left": left,
+            "hours_left_at_that_pace": round(left * s / 3600, 2), "note": "training time, the monitor included"}
+
+
 def plot(doc: dict, out: Path) -> None:
     import matplotlib
 
@@ -105,18 +207,36 @@ def plot(doc: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     c = doc["monitor"]
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-    for a, key, label in ((ax[0], "epoch", "epoch"), (ax[1], "hours", "training time (h)")):
-        a.plot([r[key] for r in c], [r["valid_parzen"] for r in c], lw=1, label="validation monitor (10k on 10k)")
+    tr = doc.get("trend")
+    cum = lr_epochs(**{k: tr["schedule"][k] for k in ("lr", "lr_decay", "min_lr")},
+                    steps=PLANNED_EPOCHS * STEPS_PER_EPOCH) if tr else None
+    panels = [("epoch", "epoch"), ("hours", "training time (h)")]
+    low = min(r["valid_parzen"] for r in c if r["epoch"] >= 50) - 5  # the first epochs' climb from -75 is cut off
+    if tr:
+        panels.insert(1, ("lr_epochs", "learning rate summed over updates (epochs at lr 1)"))
+    fig, ax = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2))
+    for a, (key, label) in zip(ax, panels):
+        xs = [cum[r["step"]] if key == "lr_epochs" else r[key] for r in c]
+        a.plot(xs, [r["valid_parzen"] for r in c], lw=1, label="validation monitor (10k on 10k)")
         for s, name, mk in ((doc.get("chosen"), "chosen, test set", "o"), (doc.get("latest"), "latest, test set", "s")):
             if s:
-                x = s["epoch"] if key == "epoch" else s["hours"]
+                x = {"epoch": s["epoch"], "hours": s["hours"]}.get(key, cum[s["step"]] if cum is not None else 0)
                 a.errorbar([x], [s["parzen"]["mean"]], [s["parzen"]["se"]], fmt=mk, label=name)
+        if tr and key != "hours":
+            for (name, f), color in zip(tr["fits"].items(), ("C3", "C4")):
+                lo = int(f["epochs"][0] * STEPS_PER_EPOCH)
+                grid = np.linspace(lo, PLANNED_EPOCHS * STEPS_PER_EPOCH, 200).astype(int)
+                line = f["a"] + f["nats_per_lr_epoch"] * cum[grid]
+                a.plot(cum[grid] if key == "lr_epochs" else grid / STEPS_PER_EPOCH, line, ls=":", color=color, lw=1.5,
+                       label=f"line in summed lr ({name}), to epoch {PLANNED_EPOCHS:,}")
+            if key == "lr_epochs":
+                a.axvline(cum[-1], color="grey", lw=0.8, label=f"epoch {PLANNED_EPOCHS:,}")
         a.axhline(PAPER["mean"], color="k", ls="--", lw=1, label="paper, 225 nats")
         a.set_xlabel(label)
         a.set_ylabel("Parzen log-likelihood (nats)")
         a.grid(alpha=0.3)
-    ax[0].legend(fontsize=8)
+        a.set_ylim(low, PAPER["mean"] + 8)
+    ax[0].legend(fontsize=7, loc="lower right")
     fig.suptitle(f"gan2014-mnist trained long ({doc['status']})")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
@@ -149,6 +269,16 @@ def record(run: Path, result: Path, command: str) -> dict:
            "selection": "best.pt by the validation monitor (train[50000:60000]); the test set scores only the chosen "
                         "checkpoint (and the latest, for reference)",
            "chosen": chosen, "monitor": monitor}
+    o = json.loads((run / "config.json").read_text())["optim"]
+    if o["lr_g"] != o["lr_d"]:
+        raise SystemExit("the trend assumes one learning rate for G and D (the preset's); this run has two")
+    optim = {"lr": o["lr_d"], "lr_decay": o["lr_decay"], "min_lr": o["min_lr"]}
+    logged = [r for r in rows if "lr/G" in r][-1]
+    expect = max(optim["lr"] * optim["lr_decay"] ** -float(logged["step"]), optim["min_lr"])
+    if abs(logged["lr/G"] - expect) > 1e-4 * expect:  # the schedule the trend integrates is the one the run logged
+        raise SystemExit(f"lr/G logged at step {logged['step']} is {logged['lr/G']:.6g}, the schedule says {expect:.6g}")
+    doc["trend"], doc["pace"] = trend(monitor, optim), pace(monitor, step)
+    doc["predictions"] = predictions(result.with_name(result.stem + "-predictions.json"), monitor, doc["trend"])
     if step != best["step"]:  # for reference only: the test set picks nothing
         doc["latest"] = {**score(last), "hours": round(hours, 3)}
     if result.is_file():  # the 15-minute rows are kept
