@@ -128,10 +128,11 @@ def trend(monitor: list[dict], optim: dict) -> dict:
     s, s_end, target = cum[step], cum[planned], PAPER["mean"]
     lr_now = max(optim["lr"] * optim["lr_decay"] ** -float(step[-1]), optim["min_lr"])
     out = {"model": "valid_parzen = a + b * lr_epochs, lr_epochs = the learning rate summed over updates / 500 "
-                    "(an epoch at learning rate 1 counts 1); lines fitted by least squares to the monitor. The standard errors "
-                    "treat neighbouring monitors as independent, which they are not: read the two windows' spread "
-                    "as the uncertainty",
-           "schedule": optim, "lr_now": lr_now, "lr_epochs_now": round(float(s[-1]), 3), "lr_epochs_at_2000": round(float(s_end), 3),
+                    "(an epoch at learning rate 1 counts 1); lines fitted by least squares to the monitor. The "
+                    "standard errors treat neighbouring monitors as independent, which they are not: read the two "
+                    "windows' spread as the uncertainty",
+           "schedule": optim, "lr_now": lr_now, "lr_epochs_now": round(float(s[-1]), 3),
+           "lr_epochs_at_2000": round(float(s_end), 3),
            "fits": {}, "epoch_fits_ignoring_the_decay": {}}
     for name, keep in ((f"since epoch {TREND_FROM_EPOCH}", e >= TREND_FROM_EPOCH),
                        ("last 300 epochs", e >= e[-1] - 300)):
@@ -276,7 +277,8 @@ def record(run: Path, result: Path, command: str) -> dict:
     logged = [r for r in rows if "lr/G" in r][-1]
     expect = max(optim["lr"] * optim["lr_decay"] ** -float(logged["step"]), optim["min_lr"])
     if abs(logged["lr/G"] - expect) > 1e-4 * expect:  # the schedule the trend integrates is the one the run logged
-        raise SystemExit(f"lr/G logged at step {logged['step']} is {logged['lr/G']:.6g}, the schedule says {expect:.6g}")
+        raise SystemExit(f"lr/G logged at step {logged['step']} is {logged['lr/G']:.6g}, "
+                         f"the schedule says {expect:.6g}")
     doc["trend"], doc["pace"] = trend(monitor, optim), pace(monitor, step)
     doc["predictions"] = predictions(result.with_name(result.stem + "-predictions.json"), monitor, doc["trend"])
     if step != best["step"]:  # for reference only: the test set picks nothing

@@ -46,7 +46,8 @@ def test_a_monitor_on_a_line_in_summed_lr_is_read_back_and_extrapolated_along_it
     tr = long.trend(monitor_on_a_line(a, b), SCHEDULE)
     cum_end = tr["lr_epochs_at_2000"]
     # 0.1 * (1 - 1.000004 ** -1e6) / (1 - 1 / 1.000004) / 500, the geometric sum in closed form
-    assert cum_end == pytest.approx(0.1 * (1 - 1.000004 ** -1e6) / (1 - 1 / 1.000004) / 500, abs=1e-3)  # kept to 3 places
+    closed_form = 0.1 * (1 - 1.000004 ** -1e6) / (1 - 1 / 1.000004) / 500
+    assert cum_end == pytest.approx(closed_form, abs=1e-3)  # kept to 3 places
     for fit in tr["fits"].values():
         assert fit["nats_per_lr_epoch"] == pytest.approx(b, abs=2e-3)
         assert fit["a"] == pytest.approx(a, abs=0.05)
