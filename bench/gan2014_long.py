@@ -192,6 +192,17 @@ def predictions(path: Path, monitor: list[dict], tr: dict) -> list[dict]:
     return items
 
 
+def test_history(history: list[dict], chosen: dict) -> list[dict]:
+    """The chosen checkpoint's test score at each record, kept across records (one entry per chosen step)."""
+    row = {"step": chosen["step"], "epoch": chosen["epoch"], "hours": chosen["hours"],
+           "valid_parzen": chosen["valid_parzen"], "test_parzen": round(chosen["parzen"]["mean"], 2),
+           "se": round(chosen["parzen"]["se"], 2), "copies": round(chosen["nearest"]["copies"], 4),
+           "nearest_ratio": round(chosen["nearest"]["ratio"], 3),
+           "scored": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    kept = [r for r in history if r["step"] != row["step"]]
+    return sorted([*kept, row], key=lambda r: r["step"])
+
+
 def pace(monitor: list[dict], step_now: int) -> dict:
     """Training time per step over the last 100 epochs of monitors, and what the rest of the 2,000 epochs would take."""
     last = [r for r in monitor if r["epoch"] >= monitor[-1]["epoch"] - 100]
@@ -219,6 +230,11 @@ def plot(doc: dict, out: Path) -> None:
     for a, (key, label) in zip(ax, panels):
         xs = [cum[r["step"]] if key == "lr_epochs" else r[key] for r in c]
         a.plot(xs, [r["valid_parzen"] for r in c], lw=1, label="validation monitor (10k on 10k)")
+        hist = [r for r in doc.get("test_history", []) if r["step"] != doc["chosen"]["step"]]
+        if hist:
+            a.errorbar([{"epoch": r["epoch"], "hours": r["hours"]}.get(key, cum[r["step"]] if cum is not None else 0)
+                        for r in hist], [r["test_parzen"] for r in hist], [r["se"] for r in hist], fmt="D", ms=3,
+                       color="k", label="chosen at earlier records, test set")
         for s, name, mk in ((doc.get("chosen"), "chosen, test set", "o"), (doc.get("latest"), "latest, test set", "s")):
             if s:
                 x = {"epoch": s["epoch"], "hours": s["hours"]}.get(key, cum[s["step"]] if cum is not None else 0)
@@ -283,8 +299,9 @@ def record(run: Path, result: Path, command: str) -> dict:
     doc["predictions"] = predictions(result.with_name(result.stem + "-predictions.json"), monitor, doc["trend"])
     if step != best["step"]:  # for reference only: the test set picks nothing
         doc["latest"] = {**score(last), "hours": round(hours, 3)}
-    if result.is_file():  # the 15-minute rows are kept
-        doc["fifteen_minutes"] = json.loads(result.read_text()).get("fifteen_minutes", {})
+    before = json.loads(result.read_text()) if result.is_file() else {}
+    doc["fifteen_minutes"] = before.get("fifteen_minutes", {})  # the 15-minute rows are kept
+    doc["test_history"] = test_history(before.get("test_history", []), chosen)
     result.write_text(json.dumps(doc, indent=2) + "\n")
     plot(doc, result.with_suffix(".png"))
     print(f"wrote {result} and {result.with_suffix('.png')}")

@@ -89,3 +89,14 @@ def test_a_prediction_is_kept_once_per_step_and_checked_against_the_monitors_aft
     items = long.predictions(tmp_path / "other.json", flat, long.trend(flat, SCHEDULE))
     for line in items[0]["check"]["lines"].values():
         assert line["mean_residual"] == pytest.approx(-5.0, abs=1.0)
+
+
+def test_the_test_history_keeps_one_score_per_chosen_step_in_step_order():
+    def chosen(step, mean):
+        return {"step": step, "epoch": step / 500, "hours": step * 1e-5, "valid_parzen": mean + 1,
+                "parzen": {"mean": mean, "se": 2.0}, "nearest": {"copies": 0.001, "ratio": 1.0}}
+
+    h = long.test_history([], chosen(5000, 150.0))
+    h = long.test_history(h, chosen(2500, 140.0))  # a record of an older checkpoint still sorts by step
+    h = long.test_history(h, chosen(5000, 151.0))  # the same checkpoint scored again replaces its row
+    assert [(r["step"], r["test_parzen"]) for r in h] == [(2500, 140.0), (5000, 151.0)]
