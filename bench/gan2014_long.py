@@ -47,7 +47,7 @@ from gan2014_mnist import machine  # noqa: E402
 from counterfeit import config  # noqa: E402
 from counterfeit.checkpoint import latest_checkpoint, safe_load  # noqa: E402
 from counterfeit.metrics.evaluate import evaluate  # noqa: E402
-from counterfeit.train import train  # noqa: E402
+from counterfeit.train import lr_at, train  # noqa: E402
 from counterfeit.viz.curves import read_metrics  # noqa: E402
 
 STEPS_PER_EPOCH = 500  # 50,000 training digits in batches of 100
@@ -105,7 +105,7 @@ def quick(preset: str, minutes: float, work: Path, result: Path) -> dict:
 def lr_epochs(lr: float, lr_decay: float, min_lr: float, steps: int) -> np.ndarray:
     """The learning rate summed over updates, in epochs at learning rate 1: entry i covers updates 0..i-1.
 
-    The preset divides the learning rate by `decay` after every update (one update of G and one of D per step), so
+    The preset divides the learning rate by `lr_decay` after every update (one update of G and one of D per step), so
     the second 1,000 epochs get exp(-2) = 14% of what the first 1,000 got: a run under this schedule stops
     learning by itself, and an extrapolation in epochs that ignores it overshoots.
     """
@@ -126,7 +126,7 @@ def trend(monitor: list[dict], optim: dict) -> dict:
     v = np.array([r["valid_parzen"] for r in monitor])
     step = np.array([r["step"] for r in monitor])
     s, s_end, target = cum[step], cum[planned], PAPER["mean"]
-    lr_now = max(optim["lr"] * optim["lr_decay"] ** -float(step[-1]), optim["min_lr"])
+    lr_now = lr_at(optim["lr"], int(step[-1]), optim["lr_decay"], optim["min_lr"])
     out = {"model": "valid_parzen = a + b * lr_epochs, lr_epochs = the learning rate summed over updates / 500 "
                     "(an epoch at learning rate 1 counts 1); lines fitted by least squares to the monitor. The "
                     "standard errors treat neighbouring monitors as independent, which they are not: read the two "
@@ -220,8 +220,7 @@ def plot(doc: dict, out: Path) -> None:
 
     c = doc["monitor"]
     tr = doc.get("trend")
-    cum = lr_epochs(**{k: tr["schedule"][k] for k in ("lr", "lr_decay", "min_lr")},
-                    steps=PLANNED_EPOCHS * STEPS_PER_EPOCH) if tr else None
+    cum = lr_epochs(**tr["schedule"], steps=PLANNED_EPOCHS * STEPS_PER_EPOCH) if tr else None
     panels = [("epoch", "epoch"), ("hours", "training time (h)")]
     low = min(r["valid_parzen"] for r in c if r["epoch"] >= 50) - 5  # the first epochs' climb from -75 is cut off
     if tr:
@@ -291,7 +290,7 @@ def record(run: Path, result: Path, command: str) -> dict:
         raise SystemExit("the trend assumes one learning rate for G and D (the preset's); this run has two")
     optim = {"lr": o["lr_d"], "lr_decay": o["lr_decay"], "min_lr": o["min_lr"]}
     logged = [r for r in rows if "lr/G" in r][-1]
-    expect = max(optim["lr"] * optim["lr_decay"] ** -float(logged["step"]), optim["min_lr"])
+    expect = lr_at(optim["lr"], logged["step"], optim["lr_decay"], optim["min_lr"])
     if abs(logged["lr/G"] - expect) > 1e-4 * expect:  # the schedule the trend integrates is the one the run logged
         raise SystemExit(f"lr/G logged at step {logged['step']} is {logged['lr/G']:.6g}, "
                          f"the schedule says {expect:.6g}")
