@@ -203,6 +203,15 @@ def test_history(history: list[dict], chosen: dict) -> list[dict]:
     return sorted([*kept, row], key=lambda r: r["step"])
 
 
+def lines_at(tr: dict, history: list[dict]) -> list[dict]:
+    """The test scores of the chosen checkpoints beside what each line says at their steps: the monitor's best is
+    a maximum over noisy monitors, so the checkpoint it picks scores nearer the line than the best monitor."""
+    cum = lr_epochs(**tr["schedule"], steps=PLANNED_EPOCHS * STEPS_PER_EPOCH)
+    return [{"epoch": r["epoch"], "test_parzen": r["test_parzen"], "valid_parzen": r["valid_parzen"],
+             **{name: round(f["a"] + f["nats_per_lr_epoch"] * float(cum[r["step"]]), 1)
+                for name, f in tr["fits"].items() if r["epoch"] >= f["epochs"][0]}} for r in history]
+
+
 def pace(monitor: list[dict], step_now: int) -> dict:
     """Training time per step over the last 100 epochs of monitors, and what the rest of the 2,000 epochs would take."""
     last = [r for r in monitor if r["epoch"] >= monitor[-1]["epoch"] - 100]
@@ -301,6 +310,7 @@ def record(run: Path, result: Path, command: str) -> dict:
     before = json.loads(result.read_text()) if result.is_file() else {}
     doc["fifteen_minutes"] = before.get("fifteen_minutes", {})  # the 15-minute rows are kept
     doc["test_history"] = test_history(before.get("test_history", []), chosen)
+    doc["trend"]["test_scores_on_the_lines"] = lines_at(doc["trend"], doc["test_history"])
     result.write_text(json.dumps(doc, indent=2) + "\n")
     plot(doc, result.with_suffix(".png"))
     print(f"wrote {result} and {result.with_suffix('.png')}")

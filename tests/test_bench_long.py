@@ -100,3 +100,13 @@ def test_the_test_history_keeps_one_score_per_chosen_step_in_step_order():
     h = long.test_history(h, chosen(2500, 140.0))  # a record of an older checkpoint still sorts by step
     h = long.test_history(h, chosen(5000, 151.0))  # the same checkpoint scored again replaces its row
     assert [(r["step"], r["test_parzen"]) for r in h] == [(2500, 140.0), (5000, 151.0)]
+
+
+def test_test_scores_are_set_beside_each_lines_value_only_where_the_line_was_fitted():
+    tr = long.trend(monitor_on_a_line(150.0, 1.5), SCHEDULE)
+    cum = long.lr_epochs(**SCHEDULE, steps=long.PLANNED_EPOCHS * long.STEPS_PER_EPOCH)
+    rows = [{"step": s, "epoch": s / 500, "test_parzen": 0.0, "valid_parzen": 0.0} for s in (50000, 450000)]
+    early, late = long.lines_at(tr, rows)
+    assert set(early) == {"epoch", "test_parzen", "valid_parzen"}  # epoch 100: before either window
+    assert late["since epoch 250"] == pytest.approx(150.0 + 1.5 * cum[450000], abs=0.06)
+    assert late["last 300 epochs"] == pytest.approx(150.0 + 1.5 * cum[450000], abs=0.06)
