@@ -102,7 +102,7 @@ def quick(preset: str, minutes: float, work: Path, result: Path) -> dict:
     return row
 
 
-def lr_epochs(lr: float, lr_decay: float, min_lr: float, steps: int) -> np.ndarray:
+def lr_epochs(lr: float, lr_decay: float, min_lr: float, steps: int = PLANNED_EPOCHS * STEPS_PER_EPOCH) -> np.ndarray:
     """The learning rate summed over updates, in epochs at learning rate 1: entry i covers updates 0..i-1.
 
     The preset divides the learning rate by `lr_decay` after every update (one update of G and one of D per step), so
@@ -113,6 +113,11 @@ def lr_epochs(lr: float, lr_decay: float, min_lr: float, steps: int) -> np.ndarr
     return np.concatenate([[0.0], np.cumsum(per_update)]) / STEPS_PER_EPOCH
 
 
+def on_line(fit: dict, summed):
+    """A fitted line's monitor value at the summed learning rate `summed` (a number or an array)."""
+    return fit["a"] + fit["nats_per_lr_epoch"] * summed
+
+
 def trend(monitor: list[dict], optim: dict) -> dict:
     """Where the validation monitor is heading: a straight line in the summed learning rate, extrapolated.
 
@@ -120,12 +125,11 @@ def trend(monitor: list[dict], optim: dict) -> dict:
     which the schedule makes smaller every update; the line is read at 2,000 epochs, the run's end. Lines in epochs
     (and in log epochs) are kept beside it for comparison: they ignore the decay.
     """
-    planned = PLANNED_EPOCHS * STEPS_PER_EPOCH
-    cum = lr_epochs(**optim, steps=planned)
+    cum = lr_epochs(**optim)
     e = np.array([r["epoch"] for r in monitor])
     v = np.array([r["valid_parzen"] for r in monitor])
     step = np.array([r["step"] for r in monitor])
-    s, s_end, target = cum[step], cum[planned], PAPER["mean"]
+    s, s_end, target = cum[step], cum[-1], PAPER["mean"]
     lr_now = lr_at(optim["lr"], int(step[-1]), optim["lr_decay"], optim["min_lr"])
     out = {"model": "valid_parzen = a + b * lr_epochs, lr_epochs = the learning rate summed over updates / 500 "
                     "(an epoch at learning rate 1 counts 1); lines fitted by least squares to the monitor. The "
@@ -168,7 +172,7 @@ def predictions(path: Path, monitor: list[dict], tr: dict) -> list[dict]:
 
     Kept in a file of their own (PATH) so that a prediction made before a sitting survives the sitting's record.
     """
-    cum = lr_epochs(**tr["schedule"], steps=PLANNED_EPOCHS * STEPS_PER_EPOCH)
+    cum = lr_epochs(**tr["schedule"])
     items = json.loads(path.read_text()) if path.is_file() else []
     for p in items:
         later = [r for r in monitor if r["step"] > p["made_at_step"]]
@@ -179,7 +183,7 @@ def predictions(path: Path, monitor: list[dict], tr: dict) -> list[dict]:
         p["check"] = {"monitors": len(later), "epochs": [later[0]["epoch"], later[-1]["epoch"]],
                       "observed_mean": round(float(v.mean()), 2), "lines": {}}
         for name, f in p["fits"].items():
-            predicted = f["a"] + f["nats_per_lr_epoch"] * s
+            predicted = on_line(f, s)
             p["check"]["lines"][name] = {"predicted_mean": round(float(predicted.mean()), 2),
                                          "mean_residual": round(float((v - predicted).mean()), 2)}
     last = monitor[-1]
@@ -206,9 +210,9 @@ def test_history(history: list[dict], chosen: dict) -> list[dict]:
 def lines_at(tr: dict, history: list[dict]) -> list[dict]:
     """The test scores of the chosen checkpoints beside what each line says at their steps: the monitor's best is
     a maximum over noisy monitors, so the checkpoint it picks scores nearer the line than the best monitor."""
-    cum = lr_epochs(**tr["schedule"], steps=PLANNED_EPOCHS * STEPS_PER_EPOCH)
+    cum = lr_epochs(**tr["schedule"])
     return [{"epoch": r["epoch"], "test_parzen": r["test_parzen"], "valid_parzen": r["valid_parzen"],
-             **{name: round(f["a"] + f["nats_per_lr_epoch"] * float(cum[r["step"]]), 1)
+             **{name: round(float(on_line(f, cum[r["step"]])), 1)
                 for name, f in tr["fits"].items() if r["epoch"] >= f["epochs"][0]}} for r in history]
 
 
@@ -229,31 +233,30 @@ def plot(doc: dict, out: Path) -> None:
 
     c = doc["monitor"]
     tr = doc.get("trend")
-    cum = lr_epochs(**tr["schedule"], steps=PLANNED_EPOCHS * STEPS_PER_EPOCH) if tr else None
+    cum = lr_epochs(**tr["schedule"]) if tr else None
     panels = [("epoch", "epoch"), ("hours", "training time (h)")]
     low = min(r["valid_parzen"] for r in c if r["epoch"] >= 50) - 5  # the first epochs' climb from -75 is cut off
     if tr:
         panels.insert(1, ("lr_epochs", "learning rate summed over updates (epochs at lr 1)"))
     fig, ax = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2))
     for a, (key, label) in zip(ax, panels):
-        xs = [cum[r["step"]] if key == "lr_epochs" else r[key] for r in c]
-        a.plot(xs, [r["valid_parzen"] for r in c], lw=1, label="validation monitor (10k on 10k)")
+        def x(r: dict, key=key):  # monitor rows, test scores and the chosen checkpoint all carry step, epoch, hours
+            return cum[r["step"]] if key == "lr_epochs" else r[key]
+
+        a.plot([x(r) for r in c], [r["valid_parzen"] for r in c], lw=1, label="validation monitor (10k on 10k)")
         hist = [r for r in doc.get("test_history", []) if r["step"] != doc["chosen"]["step"]]
         if hist:
-            a.errorbar([{"epoch": r["epoch"], "hours": r["hours"]}.get(key, cum[r["step"]] if cum is not None else 0)
-                        for r in hist], [r["test_parzen"] for r in hist], [r["se"] for r in hist], fmt="D", ms=3,
+            a.errorbar([x(r) for r in hist], [r["test_parzen"] for r in hist], [r["se"] for r in hist], fmt="D", ms=3,
                        color="k", label="chosen at earlier records, test set")
         for s, name, mk in ((doc.get("chosen"), "chosen, test set", "o"), (doc.get("latest"), "latest, test set", "s")):
             if s:
-                x = {"epoch": s["epoch"], "hours": s["hours"]}.get(key, cum[s["step"]] if cum is not None else 0)
-                a.errorbar([x], [s["parzen"]["mean"]], [s["parzen"]["se"]], fmt=mk, label=name)
+                a.errorbar([x(s)], [s["parzen"]["mean"]], [s["parzen"]["se"]], fmt=mk, label=name)
         if tr and key != "hours":
             for (name, f), color in zip(tr["fits"].items(), ("C3", "C4")):
                 lo = int(f["epochs"][0] * STEPS_PER_EPOCH)
                 grid = np.linspace(lo, PLANNED_EPOCHS * STEPS_PER_EPOCH, 200).astype(int)
-                line = f["a"] + f["nats_per_lr_epoch"] * cum[grid]
-                a.plot(cum[grid] if key == "lr_epochs" else grid / STEPS_PER_EPOCH, line, ls=":", color=color, lw=1.5,
-                       label=f"line in summed lr ({name}), to epoch {PLANNED_EPOCHS:,}")
+                a.plot(cum[grid] if key == "lr_epochs" else grid / STEPS_PER_EPOCH, on_line(f, cum[grid]), ls=":",
+                       color=color, lw=1.5, label=f"line in summed lr ({name}), to epoch {PLANNED_EPOCHS:,}")
             if key == "lr_epochs":
                 a.axvline(cum[-1], color="grey", lw=0.8, label=f"epoch {PLANNED_EPOCHS:,}")
         a.axhline(PAPER["mean"], color="k", ls="--", lw=1, label="paper, 225 nats")
@@ -277,7 +280,7 @@ def record(run: Path, result: Path, command: str) -> dict:
     last = latest_checkpoint(run)
     state = safe_load(last)
     step, hours = int(state["step"]), float(state["elapsed"]) / 3600
-    planned = 2000 * STEPS_PER_EPOCH
+    planned = PLANNED_EPOCHS * STEPS_PER_EPOCH
     stale = step - best["step"]
     status = ("finished: 2,000 epochs" if step >= planned else
               f"finished: no better monitor for {stale} steps" if stale >= 200 * STEPS_PER_EPOCH else
