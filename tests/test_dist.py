@@ -290,6 +290,19 @@ def test_two_nodes_on_loopback(tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["steps"] == 20
 
 
+def test_a_signal_caught_as_the_stop_agreement_returns_stops_every_rank_at_the_next_step(tmp_path):
+    """Rank 1 takes SIGTERM just as step 20's stop agreement returns, after both ranks said "no signal" (where a
+    signal sent while a rank waits in that all-reduce is handled): both ranks stop at step 21 and checkpoint it. Had
+    rank 1 acted on it at step 20, it would have run the stop's collectives alone and the job would have hung."""
+    sets = sum((["--set", o] for o in TOY + ["train.steps=1000", "train.checkpoint_every=1000"]), [])
+    r = torchrun(tmp_path, [str(HERE / "dist" / "late_signal.py"), "toy2d-gan", str(tmp_path / "run"), str(tmp_path),
+                            "20", *[o for o in sets if o != "--set"]], timeout=90)
+    ranks = [json.loads((tmp_path / f"rank-{k}.json").read_text()) for k in (0, 1)]
+    assert all(rk["code"] == 143 and rk["stopped"].startswith("SIGTERM at step 21:") for rk in ranks), \
+        (ranks, r.stderr[-2000:])
+    assert safe_load(latest_checkpoint(tmp_path / "run"))["step"] == 21
+
+
 def test_sigterm_to_torchrun_checkpoints_on_every_rank_and_resumes(tmp_path):
     """SIGTERM to the torchrun agent (what schedulers send): it passes it to the workers, which agree on a step,
     write one checkpoint and exit 143; --resume then goes on from it."""

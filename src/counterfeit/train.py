@@ -763,6 +763,7 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
         with _StopSignals(second_stops=not d.on) as stop:
             if st.step == 0:
                 log(preview_tick())
+            signum = None  # the stop every rank agreed on at the last step
             while st.step < total:
                 threads.refresh()  # a second training started or ended: take this run's share of the cores
                 set_hparams(st, cfg, phases, total)
@@ -773,19 +774,23 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
                 meter.add(losses)
                 over = t_cfg.max_minutes > 0 and st.wall() >= 60.0 * t_cfg.max_minutes
                 stalled = t_cfg.patience > 0 and best is not None and best.stale(st.step) >= t_cfg.patience
+                # this step's stop is read once: a signal handled from here on (as a collective returns, say) counts
+                # at the next step, so every rank runs the same hooks and collectives
+                signum = stop.signum
                 if d.on:  # every rank stops at the same step, whichever got the signal, the budget or the stall
-                    sig, over, stalled = d.max_flags([float(stop.signum or 0), float(over), float(stalled)])
-                    stop.signum = stop.signum or (int(sig) or None)
+                    sig, over, stalled = d.max_flags([float(signum or 0), float(over), float(stalled)])
+                    signum = int(sig) or None
+                    stop.signum = stop.signum or signum
                 why = None
-                if stop.signum is not None or over or stalled:
-                    if stop.signum is None and st.step < total and d.main:
+                if signum is not None or over or stalled:
+                    if signum is None and st.step < total and d.main:
                         why = f"time budget of {t_cfg.max_minutes:g} min reached" if over else \
                             f"no better {best.key} for {t_cfg.patience} steps (train.patience)"
                     total = st.step  # this step is the last one: every hook runs, a checkpoint included
                     if bar is not None:
                         bar.total = total
                 for i, hook in enumerate(hooks):
-                    if hook.due(st.step, total, stop.signum is not None):
+                    if hook.due(st.step, total, signum is not None):
                         log(hook.run())
                     if i == 0 and bar is not None:
                         bar.update(1)
@@ -793,10 +798,10 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
                     kept = best is not None and best.step is not None
                     _say(bar, f"{why}: stopped at step {st.step}" +
                          (f"; the best, {best.value:.4g} at step {best.step}, is in best.pt" if kept else ""))
-            if stop.signum is not None:
-                name = signal.Signals(stop.signum).name
+            if signum is not None:
+                name = signal.Signals(signum).name
                 raise Interrupted(f"{name} at step {st.step}: checkpoint {ckpt.latest_checkpoint(run)} written "
-                                  "(continue with --resume)", 128 + stop.signum)
+                                  "(continue with --resume)", 128 + signum)
     except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler could be installed
         raise Interrupted(f"interrupted at step {st.step}; last checkpoint: {ckpt.latest_checkpoint(run) or 'none'} "
                           "(continue with --resume)", 130) from None

@@ -1,0 +1,47 @@
+"""A torchrun worker that has rank 1 take a SIGTERM at the worst moment: as the step's stop agreement (an all-reduce)
+returns, after both ranks put in "no signal". A signal caught there must count at the next step on every rank; a
+rank that acted on it at once would run the stop's hooks and collectives alone, and the job would hang.
+
+    torchrun --standalone --nproc-per-node=2 tests/dist/late_signal.py PRESET OUT RESULT_DIR AT_STEP [overrides...]
+
+Each rank writes RESULT_DIR/rank-R.json: {"stopped": the Interrupted message or null, "code", "step"}.
+"""
+
+import json
+import os
+import signal
+import sys
+
+from counterfeit import config, dist
+from counterfeit.errors import TrainingStopped
+from counterfeit.train import train
+
+
+def main(preset: str, out: str, result_dir: str, at_step: str, *overrides: str) -> int:
+    agreements = [0]
+    real = dist.Dist.max_flags
+
+    def max_flags(self, values):
+        got = real(self, values)
+        agreements[0] += 1
+        if self.rank == 1 and agreements[0] == int(at_step):
+            signal.raise_signal(signal.SIGTERM)  # its handler runs before the loop reads the agreement
+        return got
+
+    dist.Dist.max_flags = max_flags
+    result, code = {"stopped": None, "code": 0, "step": None}, 0
+    try:
+        result["step"] = train(config.load_config(preset, list(overrides)), out, progress=False).step
+    except TrainingStopped as e:
+        result.update(stopped=str(e), code=e.exit_code)
+        code = e.exit_code
+    with open(os.path.join(result_dir, f"rank-{os.environ['RANK']}.json"), "w") as f:
+        json.dump(result, f)
+    return code
+
+
+if __name__ == "__main__":
+    code = main(*sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
