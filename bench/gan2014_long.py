@@ -51,11 +51,13 @@ from counterfeit.train import lr_at, train  # noqa: E402
 from counterfeit.viz.curves import read_metrics  # noqa: E402
 
 STEPS_PER_EPOCH = 500  # 50,000 training digits in batches of 100
-OVERRIDES = ["train.epochs=2000", "train.select=parzen", f"train.patience={200 * STEPS_PER_EPOCH}",
+PLANNED_EPOCHS = 2000
+PATIENCE_EPOCHS = 200
+OVERRIDES = [f"train.epochs={PLANNED_EPOCHS}", "train.select=parzen",
+             f"train.patience={PATIENCE_EPOCHS * STEPS_PER_EPOCH}",
              f"train.sample_every={5 * STEPS_PER_EPOCH}", f"train.checkpoint_every={5 * STEPS_PER_EPOCH}",
              "train.parzen_monitor_samples=10000", "train.parzen_monitor_valid=10000", "train.keep_checkpoints=2"]
 PAPER = {"mean": 225, "se": 2}
-PLANNED_EPOCHS = 2000
 TREND_FROM_EPOCH = 250  # momentum is constant (0.7) from epoch 250 on, so a unit of learning rate means one thing
 
 
@@ -282,9 +284,9 @@ def record(run: Path, result: Path, command: str) -> dict:
     step, hours = int(state["step"]), float(state["elapsed"]) / 3600
     planned = PLANNED_EPOCHS * STEPS_PER_EPOCH
     stale = step - best["step"]
-    status = ("finished: 2,000 epochs" if step >= planned else
-              f"finished: no better monitor for {stale} steps" if stale >= 200 * STEPS_PER_EPOCH else
-              f"running: epoch {step / STEPS_PER_EPOCH:g} of at most 2,000 (resume with the same command)")
+    status = (f"finished: {PLANNED_EPOCHS:,} epochs" if step >= planned else
+              f"finished: no better monitor for {stale} steps" if stale >= PATIENCE_EPOCHS * STEPS_PER_EPOCH else
+              f"running: epoch {step / STEPS_PER_EPOCH:g} of at most {PLANNED_EPOCHS:,} (resume with the same command)")
     hours_at = {r["step"]: r["hours"] for r in monitor}
     chosen = {**score(run / "best.pt"), "valid_parzen": round(best["value"], 2),
               "hours": hours_at.get(best["step"])}
