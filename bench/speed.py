@@ -6,6 +6,7 @@ once on the cores (issue 16).
     python bench/speed.py --only gemm --no-tf   # the ceiling the 2014 GAN's matmul shapes put on its step
     python bench/speed.py --only onednn         # the DCGAN step per oneDNN primitive, torch against TensorFlow
     python bench/speed.py --only conv_kernels --no-tf   # its big convolutions alone, per pass, dtype and layout
+    python bench/speed.py --only dcgan_ceiling  # TensorFlow's step against the oneDNN work in torch's
     python bench/speed.py --only malloc         # glibc's malloc as it comes against counterfeit's setting
 
 Rows, all measured in this one run, interleaved by round (the machine is shared: compare ratios, not absolutes):
@@ -455,6 +456,56 @@ def onednn_breakdown(levers: list[str], tf_py: Path | None, steps: int = 2) -> d
     return out
 
 
+def onednn_step_ms(levers: list[str], steps: int) -> float:
+    """The eager tutorial-DCGAN step with `levers`, in a fresh process under ONEDNN_VERBOSE, with the allocator as
+    the loop sets it: the summed time of its oneDNN primitives (convolutions, matmuls, reorders) per step."""
+    code = ("import sys, torch; sys.path.insert(0, %r); import speed; speed.keep_freed_memory(); "
+            "torch.set_num_threads(%d); step = speed.eager_step('dcgan', set(%r), speed.mnist_batch(256)); "
+            "[step() for _ in range(%d)]" % (str(HERE), torch.get_num_threads(), levers, 2 * steps))
+    r = subprocess.run([sys.executable, "-c", code], env={**os.environ, "ONEDNN_VERBOSE": "1"}, capture_output=True,
+                       text=True, timeout=900)
+    if r.returncode:
+        raise RuntimeError(f"verbose torch step failed: {r.stderr.strip().splitlines()[-1:]}")
+    return onednn_table(r.stdout, steps)["ms_per_step"]
+
+
+def dropout_masks_ms(reps: int = 10) -> float:
+    """The tutorial D's dropout masks for one step as counterfeit's Dropout draws them (fp32 uniforms from torch's
+    generator, channels_last as in bf16): two layers, each for D(x) and D(G(z)) (split_d), batch 256."""
+    shapes = [(256, 64, 14, 14), (256, 128, 7, 7)] * 2
+    xs = [torch.empty(s).contiguous(memory_format=torch.channels_last) for s in shapes]
+    draw = lambda: [torch.rand_like(x) >= 0.3 for x in xs]  # noqa: E731
+    draw()
+    t = time.perf_counter()
+    for _ in range(reps):
+        draw()
+    return (time.perf_counter() - t) / reps * 1e3
+
+
+def dcgan_ceiling(rounds: int, tf, bf16: bool, steps: int = 4) -> dict:
+    """How fast the tutorial DCGAN's step could be with oneDNN's kernels as they are: per round, TensorFlow's step
+    timed (tf(), None: not measured), then the summed time of the oneDNN primitives of torch's step, fp32
+    (split_d, as the loop) and bf16 (channels_last, split_d, as the loop's auto), and the dropout masks' draw alone.
+    TensorFlow's step over the primitives' sum is the speedup of a step that did nothing outside oneDNN."""
+    variants = {"fp32": ["split_d"]} | ({"bf16": ["bf16", "channels_last", "split_d"]} if bf16 else {})
+    out = {"tensorflow_s_per_step": [], "masks_ms_per_step": [],
+           **{f"onednn_ms_per_step {k}": [] for k in variants}}
+    for rnd in range(rounds):
+        if tf:
+            out["tensorflow_s_per_step"].append(round(tf()["s_per_step"], 4))
+        for k, levers in variants.items():
+            out[f"onednn_ms_per_step {k}"].append(onednn_step_ms(levers, steps))
+        out["masks_ms_per_step"].append(round(dropout_masks_ms(), 1))
+        print(f"  round {rnd + 1} ceiling: " + ", ".join(f"{k} {v[-1]}" for k, v in out.items() if v), flush=True)
+    for k in variants if out["tensorflow_s_per_step"] else ():  # ratios within a round: the machine is shared
+        kern, masks = out[f"onednn_ms_per_step {k}"], out["masks_ms_per_step"]
+        out[f"ceiling {k} by round: tensorflow / oneDNN primitives"] = [
+            round(1e3 * t / c, 2) for t, c in zip(out["tensorflow_s_per_step"], kern)]
+        out[f"ceiling {k} by round: tensorflow / (oneDNN primitives + dropout masks)"] = [
+            round(1e3 * t / (c + m), 2) for t, c, m in zip(out["tensorflow_s_per_step"], kern, masks)]
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- under load
 
 
@@ -693,6 +744,14 @@ def main(argv=None) -> int:
         doc["onednn"] = {**onednn_breakdown([], tf_py), **(onednn_breakdown(["bf16", "channels_last"], None)
                                                           if has_bf16 else {})}
         print("onednn", json.dumps(doc["onednn"], indent=1), flush=True)
+
+    if "dcgan_ceiling" in only:  # TensorFlow's step against the oneDNN work of torch's (not in the default)
+        tf = None
+        if not args.no_tf:
+            py, images = tf_python(Path(args.tf_venv)), tf_images()
+            tf = lambda: tf_step(py, images, args.dcgan_steps, 3)  # noqa: E731
+        doc["dcgan_ceiling"] = dcgan_ceiling(args.rounds, tf, has_bf16)
+        print("dcgan_ceiling", json.dumps(doc["dcgan_ceiling"], indent=1), flush=True)
 
     if "conv_kernels" in only:  # the tutorial DCGAN's big convolutions alone, per pass, dtype and memory format
         doc["conv_kernels_alone"] = conv_kernels()
