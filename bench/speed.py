@@ -19,7 +19,8 @@ Rows, all measured in this one run, interleaved by round (the machine is shared:
               dcgan-tf-mnist` itself (the whole loop: data, logging, hooks), fp32 / bf16 (auto: with channels_last)
               / bf16 contiguous / compile;
   gan2014     the 2014 paper's MLP G and maxout D (batch 100, SGD + momentum, simultaneous update) the same ways,
-              and eager with the maxout as it was before 2026-12-06 (amax; its backward masks, counts and divides);
+              and eager with the maxout as it was before 2026-12-06 (amax; its backward masks, counts and divides)
+              and with every Linear's matmuls through oneDNN instead of MKL's sgemm (onednn_linear, fp32);
   curves      the same seed in bf16 and fp32, step by step (dcgan), and the 2014 GAN with this loop against
               torch's own dropout, beside a second seed: the mathematics is the same where the gap is a seed's gap;
   profile     the 2014 GAN's fp32 step under torch.profiler: its matmuls' share of the step and of the matmul peak;
@@ -115,6 +116,24 @@ def _nets(preset: str, shape):
     return cfg, r.nets["G"], r.nets["D"]
 
 
+class OneDNNLinear(torch.autograd.Function):
+    """y = x W^T + b in fp32 through oneDNN's matmul (torch.ops.mkldnn._linear_pointwise, the op inductor uses),
+    where torch.mm takes MKL's sgemm: the forward and the input gradient in oneDNN, the weight gradient in torch.mm
+    (oneDNN was slower for it with transposed operands). A bench lever only (onednn_linear), not in the package."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        dx = torch.ops.mkldnn._linear_pointwise(g, w.t(), None, "none", [], "") if ctx.needs_input_grad[0] else None
+        return dx, g.t() @ x, g.sum(0) if ctx.has_bias else None
+
+
 def eager_step(model: str, levers: set[str], batch_x: torch.Tensor):
     """A hand-written training step on counterfeit's nets for the preset, with the given levers; returns step()."""
     preset = "dcgan-tf-mnist" if model == "dcgan" else "gan2014-mnist"
@@ -124,6 +143,10 @@ def eager_step(model: str, levers: set[str], batch_x: torch.Tensor):
         for m in D.modules():
             if isinstance(m, Maxout):
                 m.forward = lambda x, m=m: m.linear(x).view(x.shape[0], m.units, m.pieces).amax(dim=-1)
+    if "onednn_linear" in levers:  # every Linear's matmuls through oneDNN instead of MKL's sgemm (fp32)
+        for m in [*G.modules(), *D.modules()]:
+            if isinstance(m, torch.nn.Linear):
+                m.forward = lambda x, m=m: OneDNNLinear.apply(x, m.weight, m.bias)
     if "channels_last" in levers:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
         batch_x = batch_x.contiguous(memory_format=torch.channels_last)
@@ -676,6 +699,7 @@ def main(argv=None) -> int:
         x = mnist_batch(100)
         cases = {"eager joint fp32": ("eager", set()), "eager joint fp32 split_d": ("eager", {"split_d"}),
                  "eager joint fp32 amax maxout": ("eager", {"amax_maxout"}),
+                 "eager joint fp32 onednn_linear": ("eager", {"onednn_linear"}),
                  "eager joint fp32 compile": ("eager", {"compile"}),
                  "counterfeit gan2014-mnist fp32": ("cf", ["train.precision=fp32"]),
                  "counterfeit gan2014-mnist fp32 compile": ("cf", ["train.precision=fp32", "train.compile=true"])}
