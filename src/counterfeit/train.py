@@ -815,33 +815,51 @@ def _train(cfg, run: Path, device, threads: ThreadPolicy, resume: bool, allow_co
 
 class _CollapseWatch:
     """The spread of G's samples over the fixed preview noise (the per-pixel standard deviation across the grid, in
-    [0, 1] pixel units, averaged over pixels), logged as `samples/spread` with each preview, and one warning when it
-    falls below a tenth of the largest spread the run has had: G has then collapsed onto (nearly) one image. That is
-    how the 2014 GAN fails on some draws: its sigmoid outputs run into their flat tails, no gradient reaches G and the
-    samples freeze (bench/results/quickstart-collapse.json); such a run does not come back. A run starts near zero
-    spread (G's first samples are all alike), so only a loss of spread once gained counts."""
+    [0, 1] pixel units, averaged over pixels), logged as `samples/spread` with each preview, and one warning when G
+    has collapsed: the spread below a tenth of the largest the run has had (G draws nearly one image), or below half
+    of it at two previews in a row (G draws one kind of image). That is how the 2014 GAN fails on some draws: its
+    sigmoid outputs run into their flat tails, no gradient reaches G and the samples freeze, onto one image or one
+    digit; such a run does not come back. In the README's main job on seeds 0-7 (bench/results/quickstart-seeds.json)
+    no run fell under half its best at two previews in a row (at one, seed 3 early on: 0.51; the lowest pair, 0.72
+    and 0.76); the run that ended on a single digit (the reverted 16-bit dropout masks, seed 2) sat between 0.12 and
+    0.51 of its best from step 2,500 on, never under a tenth, and the spread alone had not warned. A run starts near
+    zero spread (G's first samples are all alike), so only a loss of spread once gained counts."""
+
+    GAINED = 0.05  # spread a run must have reached before a loss of it counts
+    FROZEN = 0.1  # below this share of the best: nearly one image
+    LOW, LOW_PREVIEWS = 0.5, 2  # below this share of the best at this many previews in a row: one kind of image
 
     def __init__(self, metrics: Path | None):
-        self.best, self.warned = 0.0, False
-        if metrics is not None and metrics.is_file():  # resumed: the spread the run had before
+        self.best, self.lows, self.warned = 0.0, 0, False
+        if metrics is not None and metrics.is_file():  # resumed: the spreads the run had before
             for line in metrics.read_text().splitlines():
                 if '"samples/spread"' in line:
-                    self.best = max(self.best, json.loads(line)["samples/spread"])
+                    self._track(json.loads(line)["samples/spread"])
 
     @staticmethod
     def spread(x: torch.Tensor) -> float:
         """Per-pixel standard deviation across the samples x (N, ...) in [0, 1], averaged over pixels."""
         return float(x.flatten(1).std(0).mean()) if len(x) > 1 else 0.0
 
+    def _track(self, spread: float) -> None:
+        self.best = max(self.best, spread)
+        self.lows = self.lows + 1 if self.best >= self.GAINED and spread < self.LOW * self.best else 0
+
     def __call__(self, imgs: torch.Tensor, step: int) -> tuple[float, str | None]:
         spread = self.spread(imgs.float() / 255.0)
-        self.best = max(self.best, spread)
-        if self.warned or self.best < 0.05 or spread >= 0.1 * self.best:
+        self._track(spread)
+        if self.warned or self.best < self.GAINED:
+            return round(spread, 5), None
+        if spread < self.FROZEN * self.best:
+            what = "collapsed onto nearly one image"
+        elif self.lows >= self.LOW_PREVIEWS:
+            what = f"lost most of their variety ({self.lows} previews in a row under half the best spread)"
+        else:
             return round(spread, 5), None
         self.warned = True
-        return round(spread, 5), (f"warning: step {step}: G's samples have collapsed onto nearly one image (spread "
-                                  f"{spread:.4f} over the fixed noise, down from {self.best:.3f}); such a run rarely "
-                                  "recovers: stop it and try another --seed or a lower learning rate")
+        return round(spread, 5), (f"warning: step {step}: G's samples have {what} (spread {spread:.4f} over the "
+                                  f"fixed noise, down from {self.best:.3f}); such a run rarely recovers: stop it and "
+                                  "try another --seed or a lower learning rate")
 
 
 class _Meter:
