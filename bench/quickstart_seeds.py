@@ -44,8 +44,8 @@ def seeds_arg(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]
 
 
-def collapsed(ev: dict) -> bool:
-    return ev["classes"] <= 2 or ev["largest_share"] > 0.5
+def collapsed(row: dict) -> bool:
+    return row["classes"] <= 2 or row["largest_share"] > 0.5
 
 
 # the training process with the 16-bit dropout masks of bench/dropout_ab.py (tried for issue 16 and reverted)
@@ -71,13 +71,13 @@ def one_seed(seed: int, env: dict, n: int, tmp: Path, masks: str) -> dict:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in rows if "loss/D/total" in r][-1]
     spreads = [r["samples/spread"] for r in rows if "samples/spread" in r]
-    d_at = {r["step"]: (round(r["D(x)"], 3), round(r["D(G(z))"], 3)) for r in rows if "D(x)" in r}
+    d_at = {row["step"]: (round(row["D(x)"], 3), round(row["D(G(z))"], 3)) for row in rows if "D(x)" in row}
     r = {"seed": seed, "train_s": round(train_s, 1), "step": last["step"],
          "D(x)": round(last["D(x)"], 3), "D(G(z))": round(last["D(G(z))"], 3),
          "spread_last": spreads[-1] if spreads else None, "spread_best": max(spreads) if spreads else None,
          "collapse_warning": "G's samples have" in tr.stdout + tr.stderr,  # the loop's collapse watch
-         "previews": [[r["step"], r["samples/spread"], *d_at.get(r["step"], (None, None))]
-                      for r in rows if "samples/spread" in r],
+         "previews": [[row["step"], row["samples/spread"], *d_at.get(row["step"], (None, None))]
+                      for row in rows if "samples/spread" in row],
          "fid": round(scores["fid"]["fid"], 2), "kid": round(scores["kid"]["kid"], 5),
          "classes": scores["classes"]["classes_covered"], "largest_share": scores["classes"]["largest_class_share"]}
     r["collapsed"] = collapsed(r)
@@ -105,9 +105,8 @@ def main(argv=None) -> int:
     key = ("shipped masks" if args.masks == "shipped" else "16-bit masks") + \
         ("" if args.seeds == "0-7" else f", seeds {args.seeds}")
     doc[key] = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
-                     "command": "python bench/quickstart_seeds.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                     "seeds": rows,
-                     "collapsed": f"{sum(r['collapsed'] for r in rows)} of {len(rows)}"}
+                "command": "python bench/quickstart_seeds.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "seeds": rows, "collapsed": f"{sum(r['collapsed'] for r in rows)} of {len(rows)}"}
     path.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"{doc[key]['collapsed']} collapsed; wrote {path}")
     return 0

@@ -822,8 +822,9 @@ class _CollapseWatch:
     digit; such a run does not come back. In the README's main job on seeds 0-7 (bench/results/quickstart-seeds.json)
     no run fell under half its best at two previews in a row (at one, seed 3 early on: 0.51; the lowest pair, 0.72
     and 0.76); the run that ended on a single digit (the reverted 16-bit dropout masks, seed 2) sat between 0.12 and
-    0.51 of its best from step 2,500 on, never under a tenth, and the spread alone had not warned. A run starts near
-    zero spread (G's first samples are all alike), so only a loss of spread once gained counts."""
+    0.51 of its best from step 2,500 on: the tenth-of-the-best rule alone never warned, the two-previews rule did at
+    step 4,000. A run starts near zero spread (G's first samples are all alike), so only a loss of spread once gained
+    counts."""
 
     GAINED = 0.05  # spread a run must have reached before a loss of it counts
     FROZEN = 0.1  # below this share of the best: nearly one image
