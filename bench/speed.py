@@ -36,6 +36,7 @@ FLOPs per step are torch's flop counter over one forward + backward. Results: be
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -457,19 +458,26 @@ def conv_kernels(reps: int = 10) -> dict:
     return out
 
 
+def verbose_torch_step(levers: list[str], steps: int, keep_freed: bool) -> dict:
+    """The eager tutorial-DCGAN step with `levers` in a fresh process under ONEDNN_VERBOSE (with the allocator as the
+    loop sets it where keep_freed): onednn_table of its last `steps` steps."""
+    code = ("import sys, torch; sys.path.insert(0, %r); import speed; %storch.set_num_threads(%d); "
+            "step = speed.eager_step('dcgan', set(%r), speed.mnist_batch(256)); [step() for _ in range(%d)]"
+            % (str(HERE), "speed.keep_freed_memory(); " if keep_freed else "", torch.get_num_threads(), levers,
+               2 * steps))
+    r = subprocess.run([sys.executable, "-c", code], env={**os.environ, "ONEDNN_VERBOSE": "1"}, capture_output=True,
+                       text=True, timeout=900)
+    if r.returncode:
+        raise RuntimeError(f"verbose torch step failed: {r.stderr.strip().splitlines()[-1:]}")
+    return onednn_table(r.stdout, steps)
+
+
 def onednn_breakdown(levers: list[str], tf_py: Path | None, steps: int = 2) -> dict:
     """The tutorial DCGAN's step under ONEDNN_VERBOSE, in torch (the hand-written eager step with `levers`) and, if
     tf_py, in TensorFlow: where each library spends the step, convolution by convolution, and in which data types
     (this is how TensorFlow was seen to compute in fp32 throughout)."""
     env = {**os.environ, "ONEDNN_VERBOSE": "1"}
-    out = {}
-    code = ("import sys, torch; sys.path.insert(0, %r); import speed; torch.set_num_threads(%d); "
-            "step = speed.eager_step('dcgan', set(%r), speed.mnist_batch(256)); [step() for _ in range(%d)]"
-            % (str(HERE), torch.get_num_threads(), levers, 2 * steps))
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
-    if r.returncode:
-        raise RuntimeError(f"verbose torch step failed: {r.stderr.strip().splitlines()[-1:]}")
-    out["torch " + ("+".join(levers) or "fp32")] = onednn_table(r.stdout, steps)
+    out = {"torch " + ("+".join(levers) or "fp32"): verbose_torch_step(levers, steps, keep_freed=False)}
     if tf_py:
         r = subprocess.run([str(tf_py), str(HERE / "peers" / "tf_dcgan.py"), str(tf_images()), "--steps", str(steps),
                             "--warmup", str(steps)], env=env, capture_output=True, text=True, timeout=900)
@@ -477,19 +485,6 @@ def onednn_breakdown(levers: list[str], tf_py: Path | None, steps: int = 2) -> d
             raise RuntimeError(f"verbose TensorFlow step failed: {r.stderr.strip().splitlines()[-1:]}")
         out["tensorflow fp32"] = onednn_table(r.stdout + r.stderr, steps)
     return out
-
-
-def onednn_step_ms(levers: list[str], steps: int) -> float:
-    """The eager tutorial-DCGAN step with `levers`, in a fresh process under ONEDNN_VERBOSE, with the allocator as
-    the loop sets it: the summed time of its oneDNN primitives (convolutions, matmuls, reorders) per step."""
-    code = ("import sys, torch; sys.path.insert(0, %r); import speed; speed.keep_freed_memory(); "
-            "torch.set_num_threads(%d); step = speed.eager_step('dcgan', set(%r), speed.mnist_batch(256)); "
-            "[step() for _ in range(%d)]" % (str(HERE), torch.get_num_threads(), levers, 2 * steps))
-    r = subprocess.run([sys.executable, "-c", code], env={**os.environ, "ONEDNN_VERBOSE": "1"}, capture_output=True,
-                       text=True, timeout=900)
-    if r.returncode:
-        raise RuntimeError(f"verbose torch step failed: {r.stderr.strip().splitlines()[-1:]}")
-    return onednn_table(r.stdout, steps)["ms_per_step"]
 
 
 def dropout_masks_ms(reps: int = 10) -> float:
@@ -517,7 +512,7 @@ def dcgan_ceiling(rounds: int, tf, bf16: bool, steps: int = 4) -> dict:
         if tf:
             out["tensorflow_s_per_step"].append(round(tf()["s_per_step"], 4))
         for k, levers in variants.items():
-            out[f"onednn_ms_per_step {k}"].append(onednn_step_ms(levers, steps))
+            out[f"onednn_ms_per_step {k}"].append(verbose_torch_step(levers, steps, keep_freed=True)["ms_per_step"])
         out["masks_ms_per_step"].append(round(dropout_masks_ms(), 1))
         print(f"  round {rnd + 1} ceiling: " + ", ".join(f"{k} {v[-1]}" for k, v in out.items() if v), flush=True)
     for k in variants if out["tensorflow_s_per_step"] else ():  # ratios within a round: the machine is shared
@@ -668,6 +663,13 @@ def main(argv=None) -> int:
         out.update({f"share_of_{k}_peak": round(flops / s_per_step / 1e9 / v, 3) for k, v in peak.items()})
         return out
 
+    @functools.cache
+    def tf_runner():  # the TensorFlow tutorial's timed step (None with --no-tf): its venv and images made once
+        if args.no_tf:
+            return None
+        py, images = tf_python(Path(args.tf_venv)), tf_images()
+        return lambda: tf_step(py, images, args.dcgan_steps, 3)
+
     models = []
     if "dcgan" in only:
         x = mnist_batch(256)
@@ -689,12 +691,7 @@ def main(argv=None) -> int:
                                                                                 "train.memory_format=contiguous"]),
                           "counterfeit dcgan-tf-mnist bf16 compile": ("cf", ["train.precision=auto",
                                                                              "train.compile=true"])})
-        tf = None
-        if not args.no_tf:
-            py = tf_python(Path(args.tf_venv))
-            images = tf_images()
-            tf = lambda: tf_step(py, images, args.dcgan_steps, 3)  # noqa: E731
-        models.append(("dcgan", x, cases, tf, args.dcgan_steps, 3, "dcgan-tf-mnist"))
+        models.append(("dcgan", x, cases, tf_runner(), args.dcgan_steps, 3, "dcgan-tf-mnist"))
     if "gan2014" in only:
         x = mnist_batch(100)
         cases = {"eager joint fp32": ("eager", set()), "eager joint fp32 split_d": ("eager", {"split_d"}),
@@ -770,11 +767,7 @@ def main(argv=None) -> int:
         print("onednn", json.dumps(doc["onednn"], indent=1), flush=True)
 
     if "dcgan_ceiling" in only:  # TensorFlow's step against the oneDNN work of torch's (not in the default)
-        tf = None
-        if not args.no_tf:
-            py, images = tf_python(Path(args.tf_venv)), tf_images()
-            tf = lambda: tf_step(py, images, args.dcgan_steps, 3)  # noqa: E731
-        doc["dcgan_ceiling"] = dcgan_ceiling(args.rounds, tf, has_bf16)
+        doc["dcgan_ceiling"] = dcgan_ceiling(args.rounds, tf_runner(), has_bf16)
         print("dcgan_ceiling", json.dumps(doc["dcgan_ceiling"], indent=1), flush=True)
 
     if "conv_kernels" in only:  # the tutorial DCGAN's big convolutions alone, per pass, dtype and memory format
