@@ -35,7 +35,7 @@ from counterfeit.metrics.evaluate import evaluate_images  # noqa: E402
 from counterfeit.metrics.features import load_extractor  # noqa: E402
 from counterfeit.recipes import build_recipe  # noqa: E402
 from counterfeit.sampling import generate, load_generator  # noqa: E402
-from counterfeit.train import train  # noqa: E402
+from counterfeit.loop import train  # noqa: E402
 
 RESULT = HERE / "results" / "cond-diversity.json"
 

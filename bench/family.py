@@ -40,7 +40,7 @@ from counterfeit.errors import UserError  # noqa: E402
 from counterfeit.metrics.evaluate import FEATURE_METRICS, evaluate, evaluate_images, flat_scores  # noqa: E402
 from counterfeit.metrics.sanity import HIGHER_IS_BETTER, SANITY, garbage, worse  # noqa: E402
 from counterfeit.sampling import generate, load_generator  # noqa: E402
-from counterfeit.train import train  # noqa: E402
+from counterfeit.loop import train  # noqa: E402
 from counterfeit.viz.grid import save_grid  # noqa: E402
 
 PRESETS = ["real:mnist", "real:fashion-mnist", "gan2014-mnist", "gan2014-fashion", "dcgan-tf-mnist", "dcgan-mnist", "dcgan-fashion", "cgan-mnist",

@@ -47,7 +47,7 @@ from gan2014_mnist import machine  # noqa: E402
 from counterfeit import config  # noqa: E402
 from counterfeit.checkpoint import latest_checkpoint, safe_load  # noqa: E402
 from counterfeit.metrics.evaluate import evaluate  # noqa: E402
-from counterfeit.train import lr_at, train  # noqa: E402
+from counterfeit.loop import lr_at, train  # noqa: E402
 from counterfeit.viz.curves import read_metrics  # noqa: E402
 
 STEPS_PER_EPOCH = 500  # 50,000 training digits in batches of 100

@@ -25,7 +25,7 @@ from counterfeit.checkpoint import latest_checkpoint, safe_load
 from counterfeit.data import load_data
 from counterfeit.metrics.parzen import parzen_evaluate
 from counterfeit.sampling import generate, load_generator
-from counterfeit.train import train
+from counterfeit.loop import train
 from counterfeit.viz.curves import read_metrics
 
 HERE = Path(__file__).resolve().parent

@@ -9,7 +9,7 @@ collapsed). At every checkpoint it reads, on 500 fixed noise vectors:
   spread    the per-pixel standard deviation of G's samples over z, averaged over pixels (0 = one image for all z);
   saturated the share of G's output pre-activations beyond |8| (sigmoid'(8) = 3e-4: no gradient flows back);
   |a|       their mean magnitude; D(x), D(G(z)) from the training log;
-  preview_spread, warned  the training loop's collapse watch (train._CollapseWatch) on the run's own preview grid.
+  preview_spread, warned  the training loop's collapse watch (hooks.CollapseWatch) on the run's own preview grid.
 Results: bench/results/quickstart-collapse.json.
 """
 
@@ -33,11 +33,12 @@ from counterfeit import config  # noqa: E402
 from counterfeit.checkpoint import list_checkpoints  # noqa: E402
 from counterfeit.nets import layers  # noqa: E402
 from counterfeit.sampling import load_generator  # noqa: E402
-from counterfeit.train import _CollapseWatch, train  # noqa: E402
+from counterfeit.hooks import CollapseWatch  # noqa: E402
+from counterfeit.loop import train  # noqa: E402
 
 
 @torch.no_grad()
-def probe(path: Path, watch: _CollapseWatch) -> dict:
+def probe(path: Path, watch: CollapseWatch) -> dict:
     recipe, _, info = load_generator(path)
     G = recipe.G.eval()
     imgs, _ = recipe.preview(recipe.preview_inputs(recipe.cfg.train.sample_grid ** 2, recipe.cfg.train.seed, "cpu"),
@@ -53,7 +54,7 @@ def probe(path: Path, watch: _CollapseWatch) -> dict:
     for h in hooks:
         h.remove()
     a = pre[0]
-    return {"alive": [round(float(r), 3) for r in relu], "spread": round(_CollapseWatch.spread(x), 4),
+    return {"alive": [round(float(r), 3) for r in relu], "spread": round(CollapseWatch.spread(x), 4),
             "saturated": round(float((a.abs() > 8).float().mean()), 3), "|a|": round(float(a.abs().mean()), 2),
             "preview_spread": preview_spread, "warned": warning is not None}
 
@@ -66,7 +67,7 @@ def run(steps: int, every: int, seed: int, sets: list[str]) -> list[dict]:
         out = Path(tmp) / "run"
         train(cfg, out, progress=False)
         log = {r["step"]: r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "D(x)" in r}
-        rows, watch = [], _CollapseWatch(None)
+        rows, watch = [], CollapseWatch(None)
         for step, path in list_checkpoints(out):
             r = {"step": step, **probe(path, watch)}
             if step in log:

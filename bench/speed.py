@@ -311,7 +311,7 @@ def loop_profile(preset: str, sets: list[str], steps: int = 6, top: int = 10) ->
 
 def counterfeit_rows(preset: str, sets: list[str], steps: int, log_every: int = 1) -> list[dict]:
     """The loss rows of metrics.jsonl from a short `counterfeit train PRESET` run on real data."""
-    from counterfeit.train import train
+    from counterfeit.loop import train
 
     cfg = config.load_config(preset, [f"train.steps={steps}", "train.epochs=0", f"train.log_every={log_every}",
                                       "train.sample_every=100000", "train.checkpoint_every=100000",

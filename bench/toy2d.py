@@ -32,7 +32,7 @@ from counterfeit.data.toy import toy_modes as mixture_modes  # noqa: E402
 from counterfeit.metrics.modes import toy_modes  # noqa: E402
 from counterfeit.rejection import generate_rejected  # noqa: E402
 from counterfeit.sampling import generate, load_generator  # noqa: E402
-from counterfeit.train import train  # noqa: E402
+from counterfeit.loop import train  # noqa: E402
 
 PRESETS = ["toy2d-gan", "toy2d-pacgan4", "toy2d-noise", "toy2d-wgan-gp"]
 MIXTURES = ["ring8", "grid25"]

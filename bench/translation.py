@@ -35,7 +35,7 @@ from gan2014_mnist import machine  # noqa: E402
 
 from counterfeit import config  # noqa: E402
 from counterfeit.metrics.evaluate import evaluate  # noqa: E402
-from counterfeit.train import train  # noqa: E402
+from counterfeit.loop import train  # noqa: E402
 
 ROWS = {
     "p2p-l1": ("pix2pix-edges2fashion-l1", "edges2fashion, L1 only (no D)"),
@@ -104,12 +104,12 @@ def ceiling(epochs: int, seed: int) -> dict:
     maps, so this accuracy is what a translator's classifier score can be held against, beside 0.9248 on the real
     articles (the same architecture and recipe trained on them)."""
     from counterfeit.data import load_data
-    from counterfeit.data.translation import EDGE_OPERATOR, _cached_edges
+    from counterfeit.data.translation import EDGE_OPERATOR, cached_edges
     from counterfeit.metrics.features import load_extractor, train_classifier
 
     tr, te = load_data("fashion-mnist", "train"), load_data("fashion-mnist", "test")
     t = time.time()
-    _, info = train_classifier(_cached_edges(tr.x, "train"), tr.y, _cached_edges(te.x, "test"), te.y, epochs=epochs,
+    _, info = train_classifier(cached_edges(tr.x, "train"), tr.y, cached_edges(te.x, "test"), te.y, epochs=epochs,
                                seed=seed)
     articles = load_extractor("fashion-mnist")
     return {"what": "the bundled Fashion-MNIST classifier's architecture and training recipe, trained and tested on "

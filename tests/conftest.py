@@ -14,7 +14,7 @@ os.environ.setdefault("COUNTERFEIT_OFFLINE", "1")  # tests never reach for the n
 from counterfeit import config  # noqa: E402
 from counterfeit.data import load_data  # noqa: E402
 from counterfeit.data.idx import write_idx  # noqa: E402
-from counterfeit.train import train  # noqa: E402
+from counterfeit.loop import train  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -176,7 +176,7 @@ def initial_tensors(cfg) -> dict[str, torch.Tensor]:
 def run_preset(name: str, data: dict[str, Path], work: Path, extra: list[str] = ()) -> dict:
     from counterfeit import config
     from counterfeit.checkpoint import safe_load
-    from counterfeit.train import train
+    from counterfeit.loop import train
 
     cfg = config.load_config(name, preset_overrides(name, data) + list(extra))
     threads = torch.get_num_threads()

@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import gan2014_long as long  # noqa: E402
 
-from counterfeit.train import lr_at  # noqa: E402
+from counterfeit.loop import lr_at  # noqa: E402
 
 SCHEDULE = {"lr": 0.1, "lr_decay": 1.000004, "min_lr": 1e-6}
 

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from counterfeit import config
@@ -58,3 +60,34 @@ def test_yaml_file_and_diff(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(UserError, match="not valid YAML"):
         config.load_config(str(bad))
+
+
+def test_every_key_is_declared_once_with_a_doc_and_its_range_is_what_validation_enforces():
+    keys = list(config.settings())
+    assert len(keys) > 90 and all(f.metadata.get("doc") for _, f, _ in keys), \
+        [k for k, f, _ in keys if not f.metadata.get("doc")]
+    assert config.resumable_keys() == {"train.steps", "train.epochs", "train.device", "train.threads",
+                                       "train.max_minutes", "train.eval_every", "train.eval_samples",
+                                       "train.precision", "train.compile", "train.memory_format", "train.patience",
+                                       "description"}
+    ranges = {k: config.describe_range(f) for k, f, _ in keys}
+    assert ranges["train.batch_size"] == ">= 1" and ranges["optim.momentum"] == "[0, 1)"
+    assert ranges["data.channels"] == "0 | 1 | 3" and ranges["optim.betas"].startswith("list of a number in [0, 1)")
+    with pytest.raises(UserError, match=r"optim.momentum: 1.0 is out of range \[0, 1\)"):
+        config.load_config("gan2014-mnist", ["optim.momentum=1.0"])
+    with pytest.raises(UserError, match="data.channels: '2' is not one of 0, 1, 3"):
+        config.load_config("gan2014-mnist", ["data.channels=2"])
+
+
+def test_the_config_command_prints_every_key_with_its_doc_default_and_range(capsys):
+    from counterfeit.cli.__main__ import main
+
+    assert main(["config", "dcgan-mnist", "--set", "train.batch_size=32", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["key"] for r in rows] == [k for k, _, _ in config.settings()]
+    bs = next(r for r in rows if r["key"] == "train.batch_size")
+    assert (bs["value"], bs["default"], bs["type"], bs["range"]) == (32, 100, "int", ">= 1") and bs["doc"]
+    assert main(["config", "dcgan-mnist"]) == 0
+    out = capsys.readouterr().out
+    assert "train.steps" in out and "may change on --resume" in out and "(default 100)" in out
+    assert main(["config", "no-such-preset"]) == 2

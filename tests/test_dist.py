@@ -22,7 +22,7 @@ from conftest import tiny_overrides
 from counterfeit import config
 from counterfeit.checkpoint import latest_checkpoint, list_checkpoints, safe_load
 from counterfeit.errors import UserError
-from counterfeit.train import train
+from counterfeit.loop import train
 
 HERE = Path(__file__).parent
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or sys.platform != "linux",

@@ -168,18 +168,20 @@ def _to_dev_full(*a, **k):
 @pytest.mark.parametrize("what", ["grid", "gif", "curves", "report", "metrics"])
 def test_a_full_disk_at_any_output_of_a_run_is_one_line_and_keeps_the_checkpoints(what, tmp_path, mnist_dir, capsys,
                                                                                 monkeypatch):
-    import counterfeit.train as T
+    from counterfeit.hooks import artefacts, preview
+    from counterfeit.loop import writer
 
     run = tmp_path / "run"
     assert main(_argv(mnist_dir, run, 3)) == 0
     good = latest_checkpoint(run)
     good_bytes = good.read_bytes()
     capsys.readouterr()
-    target = {"grid": "save_grid", "gif": "make_gif", "curves": "plot_curves", "report": "write_report"}.get(what)
+    target = {"grid": (preview, "save_grid"), "gif": (artefacts, "make_gif"), "curves": (artefacts, "plot_curves"),
+              "report": (artefacts, "write_report")}.get(what)
     if target:
-        monkeypatch.setattr(T, target, _to_dev_full)
+        monkeypatch.setattr(*target, _to_dev_full)
     else:
-        monkeypatch.setattr(T.RunWriter, "log", lambda self, row: _to_dev_full())
+        monkeypatch.setattr(writer.RunWriter, "log", lambda self, row: _to_dev_full())
     assert main(_argv(mnist_dir, run, 6) + ["--resume"]) == 2
     err = _err_lines(capsys)
     assert len(err) == 1 and "no space left in" in err[0] and "Traceback" not in err[0], err

@@ -31,7 +31,7 @@ def test_preset_trains_to_its_recorded_fingerprint(preset, small_data, tmp_path)
 
 def _ulp_up(monkeypatch):
     """Every initial weight one ulp larger: the smallest change a kernel on another CPU could make."""
-    import counterfeit.train as T
+    import counterfeit.loop.setup as T
 
     build = T.build_recipe
 

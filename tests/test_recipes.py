@@ -11,7 +11,7 @@ from counterfeit.nets.dcgan import dcgan_init_, DCGANDiscriminator, DCGANGenerat
 from counterfeit.nets.resnet import ResNetDiscriminator, ResNetGenerator
 from counterfeit.nets.sngan import SNGANDiscriminator, SNGANGenerator
 from counterfeit.recipes import build_recipe
-from counterfeit.train import train
+from counterfeit.loop import train
 
 FAMILY = ["dcgan-tf-mnist", "dcgan-mnist", "dcgan-fashion", "dcgan-cifar10", "cgan-mnist", "acgan-mnist",
           "lsgan-fashion", "wgan-fashion", "wgan-gp-fashion", "sngan-cifar10", "sngan-resnet-cifar10", "vae-mnist",

@@ -15,7 +15,7 @@ from counterfeit.metrics.modes import toy_modes
 from counterfeit.recipes import build_recipe
 from counterfeit.rejection import RejectionSampler, generate_rejected
 from counterfeit.sampling import generate, load_generator
-from counterfeit.train import train
+from counterfeit.loop import train
 
 
 class _Logit(nn.Module):

@@ -20,7 +20,7 @@ from counterfeit.checkpoint import safe_load
 from counterfeit.data import load_data, to_float
 from counterfeit.data.sampler import Batches
 from counterfeit.recipes import build_recipe
-from counterfeit.train import train
+from counterfeit.loop import train
 from conftest import tiny_overrides
 
 

@@ -9,7 +9,7 @@ from counterfeit.checkpoint import list_checkpoints, safe_load
 from counterfeit.cli.__main__ import main
 from counterfeit.errors import Diverged, UserError
 from counterfeit.recipes import build_recipe
-from counterfeit.train import linear_decay, lr_at, momentum_at, train
+from counterfeit.loop import linear_decay, lr_at, momentum_at, train
 from conftest import tiny_overrides, without_steps
 
 
@@ -30,7 +30,8 @@ def test_one_step_changes_both_networks_and_losses_are_finite(tmp_path, mnist_di
         fresh = getattr(before, net).state_dict()
         changed = [k for k, v in state["nets"][net].items() if k in fresh and not torch.equal(v, fresh[k])]
         assert changed, f"{net} did not change"
-    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[1])
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    row = next(r for r in rows if r["step"] == 1 and "img/s" in r)  # the metrics row (the preview's are apart)
     assert all(math.isfinite(v) for k, v in row.items() if k.startswith("loss/"))
     assert {"loss/D/adv", "loss/G/adv", "D(x)", "D(G(z))", "lr/D", "img/s"} <= set(row)
 
@@ -225,17 +226,17 @@ def test_an_early_stop_names_the_best_after_the_last_steps_own_tick(tmp_path, mn
 
 def test_the_best_step_is_read_back_on_resume(tmp_path, mnist_dir):
     """A resumed run competes with the best of its earlier sittings: a lower score after --resume keeps best.pt."""
-    from counterfeit.train import _Best
+    from counterfeit.hooks import Best
 
     run = tmp_path / "run"
     train(_cfg(mnist_dir, ["train.select=parzen"], steps=6), run, progress=False)
     saved = json.loads((run / "best.json").read_text())
-    best = _Best(run, "parzen/monitor", False)
+    best = Best(run, "parzen/monitor", False)
     assert (best.value, best.step) == (saved["value"], saved["step"]) and best.stale(saved["step"] + 7) == 7
     pt = (run / "best.pt").read_bytes()
     assert not best.offer(saved["value"] - 1.0, 99, lambda: pytest.fail("a worse step was written"))
     assert (run / "best.pt").read_bytes() == pt and json.loads((run / "best.json").read_text()) == saved
-    assert _Best(run, "fid", True).value is None  # a best by another score starts afresh
+    assert Best(run, "fid", True).value is None  # a best by another score starts afresh
     train(_cfg(mnist_dir, ["train.select=parzen"], steps=12), run, resume=True, progress=False)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert json.loads((run / "best.json").read_text())["value"] == max(r["parzen/monitor"] for r in rows
@@ -303,7 +304,7 @@ def test_a_collapse_onto_one_image_is_logged_and_warned_once(tmp_path, mnist_dir
     """samples/spread is logged with every preview of a real run; the watch warns when the spread falls below a tenth
     of the best the run had (real digits, then one digit repeated: what a frozen G draws), once, and never for a G
     that has not spread yet (its first samples are all alike)."""
-    from counterfeit.train import _CollapseWatch
+    from counterfeit.hooks import CollapseWatch
 
     cfg = _cfg(mnist_dir, ["model.g_init_range=1.0"], steps=6)  # wide first weights: the samples differ from step 0
     train(cfg, tmp_path / "run", progress=False)
@@ -314,7 +315,7 @@ def test_a_collapse_onto_one_image_is_logged_and_warned_once(tmp_path, mnist_dir
 
     real, frozen = digits.x[:16], digits.x[:1].repeat(16, 1, 1, 1)
     young = (digits.x[:16].float() * 0.02 + 100).to(torch.uint8)  # near-constant, as an untrained G's grid
-    watch = _CollapseWatch(None)
+    watch = CollapseWatch(None)
     assert watch(young, 0)[1] is None and watch(frozen, 1) == (0.0, None)  # never spread: nothing to lose
     spread, warning = watch(real, 2)
     assert spread > 0.1 and warning is None
@@ -322,7 +323,7 @@ def test_a_collapse_onto_one_image_is_logged_and_warned_once(tmp_path, mnist_dir
     assert spread == 0.0 and "step 3: G's samples have collapsed" in warning
     assert watch(frozen, 4)[1] is None  # once
     # resumed: the run's best spread comes back from metrics.jsonl, so a collapse after --resume is still seen
-    resumed = _CollapseWatch(tmp_path / "run" / "metrics.jsonl")
+    resumed = CollapseWatch(tmp_path / "run" / "metrics.jsonl")
     assert resumed.best == max(spreads.values())
     assert "collapsed" in resumed(frozen, 7)[1]
 
@@ -333,7 +334,7 @@ def test_a_collapse_onto_one_kind_of_image_is_warned_at_the_second_low_preview_i
     best for two previews in a row, not at one low preview, and not for a healthy dip (0.74 of the best; seeds 0-7
     of that job in bench/results/quickstart-seeds.json dipped to 0.51 at one preview, 0.72 and 0.76 at two in a
     row). A resumed run counts the low previews it had."""
-    from counterfeit.train import _CollapseWatch
+    from counterfeit.hooks import CollapseWatch
 
     real = digits.x[:16]
     one = digits.x[:1].repeat(16, 1, 1, 1)
@@ -341,7 +342,7 @@ def test_a_collapse_onto_one_kind_of_image_is_warned_at_the_second_low_preview_i
     def shrunk(share):  # the real grid pulled toward one digit: its spread times `share`
         return (one.float() + share * (real.float() - one.float())).round().to(torch.uint8)
 
-    watch = _CollapseWatch(None)
+    watch = CollapseWatch(None)
     best = watch(real, 0)[0]
     spread, warning = watch(shrunk(0.74), 1)
     assert abs(spread / best - 0.74) < 0.01 and warning is None  # a healthy dip
@@ -356,6 +357,6 @@ def test_a_collapse_onto_one_kind_of_image_is_warned_at_the_second_low_preview_i
     metrics = tmp_path / "metrics.jsonl"  # a run stopped after one low preview, then resumed
     metrics.write_text("".join(json.dumps({"step": s, "samples/spread": v}) + "\n"
                                for s, v in [(0, 0.009), (500, best), (1000, 0.3 * best)]))
-    resumed = _CollapseWatch(metrics)
+    resumed = CollapseWatch(metrics)
     assert resumed.best == best and resumed.lows == 1
     assert "lost most of their variety" in resumed(shrunk(0.3), 1500)[1]

@@ -16,7 +16,7 @@ from counterfeit.data import fetch, load_data
 from counterfeit.data.translation import edge_maps, jitter, load_translation
 from counterfeit.recipes import build_recipe
 from counterfeit.recipes.base import Phase
-from counterfeit.train import train
+from counterfeit.loop import train
 from conftest import digits32, save_png
 
 

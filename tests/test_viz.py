@@ -17,7 +17,7 @@ from counterfeit.data.toy import toy_modes as mixture_modes
 from counterfeit.metrics.modes import toy_modes
 from counterfeit.recipes import build_recipe
 from counterfeit.sampling import generate, load_generator
-from counterfeit.train import train
+from counterfeit.loop import train
 from counterfeit.viz.gradients import generator_gradients
 from counterfeit.viz.interpolate import lerp, slerp
 from counterfeit.viz.toy import latent_map

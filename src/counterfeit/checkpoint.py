@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import json
 import os
 import re
 import shutil
@@ -30,10 +31,19 @@ _NAME = re.compile(r"^step-(\d+)\.pt$")
 def atomic_save(obj, path: Path) -> None:
     """Write `obj` to `path` through a temp file and a rename. A full disk or an unwritable folder is a UserError that
     names the folder and the space needed; no partial file is left and the previous file at `path` is untouched."""
-    path = Path(path)
     buf = io.BytesIO()
     torch.save(obj, buf)  # serialised first: the size is known before the disk is touched
-    data = buf.getbuffer()
+    atomic_write(path, buf.getbuffer())
+
+
+def write_json(path: Path, obj) -> None:
+    """A JSON file (a run's config, best.json), written atomically like a checkpoint."""
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True).encode())
+
+
+def atomic_write(path: Path, data) -> None:
+    """`data` (bytes) to `path`: a unique temp file in the same folder, fsync, rename over the target."""
+    path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,12 +55,24 @@ def atomic_save(obj, path: Path) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644 & ~_umask())  # mkstemp makes 0600; the run's other files follow the umask
         os.replace(tmp, path)
     except OSError as e:
         raise UserError(write_error(path, e, len(data))) from None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    """The process's umask, read without setting it (os.umask would change it for every thread meanwhile)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
 
 def write_error(path: Path, e: OSError, size: int | None = None) -> str:

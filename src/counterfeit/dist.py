@@ -9,7 +9,7 @@ TORCHELASTIC_RESTART_COUNT: after torchrun restarts the workers (--max-restarts)
 the dead ones left. (torch's own env:// init reuses the agent's store unprefixed; a probe here saw it fail or hang
 after a restart.) Outside torchrun, with MASTER_ADDR/PORT set by hand, rank 0 hosts the store.
 
-Rank 0 alone writes files. What it does alone goes through `Dist.agree`: the others wait for its outcome and raise
+Rank 0 alone writes files. What it does alone goes through `Dist.run_on_rank0`: the others wait for its outcome and raise
 the same error if it failed, so no rank is ever left waiting in a collective for a rank that stopped.
 """
 
@@ -62,7 +62,7 @@ class Dist:
     def _dev(self) -> torch.device:
         return self.device if self.backend == "nccl" else torch.device("cpu")
 
-    def max_flags(self, values: list[float]) -> list[float]:
+    def max_over_ranks(self, values: list[float]) -> list[float]:
         """Each value's maximum over the ranks (a stop signal any rank received, a budget any rank reached)."""
         if not self.on:
             return list(values)
@@ -94,7 +94,7 @@ class Dist:
         tdist.broadcast_object_list(box, src=0, device=self._dev() if self.backend == "nccl" else None)
         return box[0]
 
-    def agree(self, fn: Callable[[], object], share: bool = True):
+    def run_on_rank0(self, fn: Callable[[], object], share: bool = True):
         """Run fn on rank 0 alone; every rank gets its result (share=False: rank 0 only, the others None), or
         raises the exception it raised (a UserError, Diverged, Interrupted... keeps its class and message, so every
         rank exits with the same code)."""
@@ -136,10 +136,21 @@ def _store(rank: int, world: int, restart: int):
     return tdist.PrefixStore(f"counterfeit/restart-{restart}/", store)
 
 
+def resolve_device(name: str) -> torch.device:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device '{name}' requested but CUDA is not available on this machine")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise UserError(f"unknown device '{name}' (use cpu or cuda)")
+    return torch.device(name)
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of a rank's own random stream (dropout, instance noise, GP weights, crops) under torchrun."""
+    return (seed * 1_000_003 + 7919 * (rank + 1)) % (2**63)
+
+
 def setup(device_name: str) -> Dist:
     """Join the process group when torchrun started this process; resolve the device either way."""
-    from .train import resolve_device
-
     world = env_world()
     device = resolve_device(device_name)
     if world <= 1:

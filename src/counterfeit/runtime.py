@@ -1,21 +1,20 @@
 """What the machine can do, and how a run uses it: native bf16 (for precision=auto) and the CPU thread count.
 
 bf16 autocast pays only where the hardware computes in bf16: AVX-512 BF16 or AMX on a CPU, bf16 tensor cores on a
-GPU. Elsewhere oneDNN emulates it and a step runs up to 10x slower than fp32 (issue 16, AVX2-only EPYC), so
+GPU. Elsewhere oneDNN emulates it and a step runs many times slower than fp32 (bench/results/speed-avx2.json), so
 `train.precision: auto` resolves to bf16 only where the capability query says it is native.
 
-Threads: OpenMP threads spin-wait between parallel regions, so two trainings with 2 threads each on 2 cores slow
-each other down by up to 10x. With `train.threads: 0` (auto) each counterfeit training registers itself in a small
+Threads: OpenMP threads spin-wait between parallel regions, so two trainings that each take every core slow each
+other down badly. With `train.threads: 0` (auto) each counterfeit training registers itself in a small
 folder of live runs and takes the cores it may use (its affinity mask) divided by the number of live runs, at
 least one; it looks again every few seconds, so a run started alone gives up a core when a second one starts and
 takes it back when that one ends. OMP_NUM_THREADS set in the environment (torchrun sets 1) wins over auto.
 
 Memory: glibc's malloc hands large freed blocks back to the kernel (munmap, heap trimming), so every step's
 activations, gradients and dropout masks of a convolutional GAN came back as fresh pages that the kernel faulted in
-and zeroed: 22,054-25,879 page faults (86-101 MiB) per step of the tutorial DCGAN in fp32, a step 1.1-1.25x as long
-(bench/speed.py --only malloc; bench/results/speed-avx512bf16.json). `keep_freed_memory()` asks glibc to
-keep freed memory for reuse (mallopt, the in-process form of the MALLOC_*_ variables; what tcmalloc and jemalloc do
-by design). COUNTERFEIT_MALLOC=system leaves the allocator as it is.
+and zeroed at every step (bench/speed.py --only malloc; bench/results/speed-avx512bf16.json).
+`keep_freed_memory()` asks glibc to keep freed memory for reuse (mallopt, the in-process form of the MALLOC_*_
+variables; what tcmalloc and jemalloc do by design). COUNTERFEIT_MALLOC=system leaves the allocator as it is.
 """
 
 from __future__ import annotations

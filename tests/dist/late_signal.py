@@ -14,21 +14,21 @@ import sys
 
 from counterfeit import config, dist
 from counterfeit.errors import TrainingStopped
-from counterfeit.train import train
+from counterfeit.loop import train
 
 
 def main(preset: str, out: str, result_dir: str, at_step: str, *overrides: str) -> int:
     agreements = [0]
-    real = dist.Dist.max_flags
+    real = dist.Dist.max_over_ranks
 
-    def max_flags(self, values):
+    def max_over_ranks(self, values):
         got = real(self, values)
         agreements[0] += 1
         if self.rank == 1 and agreements[0] == int(at_step):
             signal.raise_signal(signal.SIGTERM)  # its handler runs before the loop reads the agreement
         return got
 
-    dist.Dist.max_flags = max_flags
+    dist.Dist.max_over_ranks = max_over_ranks
     result, code = {"stopped": None, "code": 0, "step": None}, 0
     try:
         result["step"] = train(config.load_config(preset, list(overrides)), out, progress=False).step

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as tdist
 
 from counterfeit import config, dist
-from counterfeit.train import train
+from counterfeit.loop import train
 
 
 def cross_rank_diff(nets: dict, nudge: bool = False) -> tuple[float, list[str], int]:

@@ -14,8 +14,9 @@ import sys
 from ..checkpoint import write_failure
 from ..errors import TrainingStopped, UserError
 from . import classifier, evaluate, figure1, presets, report, sample, train, translate
+from . import config as config_cmd
 
-COMMANDS = {"train": train, "sample": sample, "evaluate": evaluate, "presets": presets,
+COMMANDS = {"train": train, "sample": sample, "evaluate": evaluate, "presets": presets, "config": config_cmd,
             "classifier": classifier, "figure1": figure1, "report": report, "translate": translate}
 
 
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _say(e: Exception, line: str) -> None:
-    # under torchrun an outcome rank 0 shared with every rank (dist.Dist.agree) is said once, by rank 0
+    # under torchrun an outcome rank 0 shared with every rank (dist.Dist.run_on_rank0) is said once, by rank 0
     if not (getattr(e, "from_rank0", False) and os.environ.get("RANK", "0") != "0"):
         print(line, file=sys.stderr)
 
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingStopped as e:
         _say(e, f"counterfeit: stopped: {e}")
         return e.exit_code
+    except BrokenPipeError:  # the reader left (`counterfeit config | head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit must not fail
+        return 0
     except OSError as e:  # writing an output into a full disk or a read-only folder: one line; other OSErrors are bugs
         err = write_failure(e)
         if err is None:
@@ -67,7 +71,7 @@ def run() -> None:
     """The process entry point (`counterfeit`, `python -m counterfeit`). A torchrun worker leaves with os._exit once
     its process group is gone: at interpreter teardown a background thread of torch.distributed's store could
     outlive its owner and abort the process ("terminate called without an active exception", exit -6) after a
-    run had finished and been written; seen in 2 of about 30 launches here."""
+    run had finished and been written."""
     code = main()
     if os.environ.get("WORLD_SIZE", "1") != "1":
         sys.stdout.flush()

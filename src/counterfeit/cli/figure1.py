@@ -17,7 +17,7 @@ def build_parser(p):
 
 
 def run(args) -> int:
-    from ..train import train
+    from ..loop import train
     from ..viz.figure1 import figure1
 
     overrides = list(args.overrides)

@@ -89,7 +89,7 @@ def run(args) -> int:
         raise UserError("--nproc and --max-restarts take a count >= 0")
     if args.nproc > 0 and "WORLD_SIZE" not in os.environ:  # hand over to torchrun, which starts this command N times
         return _launch(args, cfg, out)
-    from ..train import train
+    from ..loop import train
 
     res = train(cfg, out, resume=args.resume, allow_config_change=args.allow_config_change, progress=not args.no_progress)
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 says where the run is
@@ -127,11 +127,12 @@ def _launch(args, cfg, out: Path) -> int:
     from torch.distributed.run import get_args_parser
     from torch.distributed.run import run as torchrun
 
-    from ..train import _guard_run_dir, resolve_device
+    from ..dist import resolve_device
+    from ..loop import guard_run_dir
     from ..runtime import usable_cores
 
     resolve_device(cfg.train.device)
-    _guard_run_dir(out, args.resume)
+    guard_run_dir(out, args.resume)
     if cfg.train.batch_size % args.nproc:
         raise UserError(f"train.batch_size {cfg.train.batch_size} (the global batch) is not divisible by --nproc "
                         f"{args.nproc}")

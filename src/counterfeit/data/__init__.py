@@ -136,7 +136,7 @@ def load_data(name: str, split: str = "train", image_size: int = 0, channels: in
         if not p.exists():
             raise UserError(f"unknown dataset '{name}': not one of {', '.join(NAMES)} and no such path")
         if p.is_file() and p.suffix == ".npz":
-            x, y = _load_npz(p), None
+            x, y = load_npz(p), None
         elif p.is_dir() and any(fetch.idx_paths(p)[k] for k in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")):
             paths = fetch.idx_paths(p)
             has_train, has_test = paths["train-images-idx3-ubyte"] is not None, paths["t10k-images-idx3-ubyte"] is not None
@@ -158,7 +158,7 @@ def load_data(name: str, split: str = "train", image_size: int = 0, channels: in
     return ImageData(x.contiguous(), y, name)
 
 
-def _load_npz(p: Path) -> torch.Tensor:
+def load_npz(p: Path) -> torch.Tensor:
     """A samples file as written by `counterfeit sample`: uint8 `images` (N, H, W, C) -> (N, C, H, W)."""
     import zipfile
 

@@ -148,7 +148,8 @@ def edge_maps(x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(e.astype(np.uint8) * 255)[:, None]
 
 
-def _cached_edges(x: torch.Tensor, tag: str) -> torch.Tensor:
+def cached_edges(x: torch.Tensor, tag: str) -> torch.Tensor:
+    """edge_maps(x), cached on disk by the images' content and the edge operator's settings."""
     from ..checkpoint import atomic_save
     from .fetch import cache_dir
 
@@ -177,7 +178,7 @@ def _edges2fashion(split: str, unpaired: bool) -> TranslationData:
     if split == "val":
         raise UserError("edges2fashion has splits train and test")
     d = load_data("fashion-mnist", split)
-    edges = _cached_edges(d.x, split)
+    edges = cached_edges(d.x, split)
     A, B, y = _pad(edges), _pad(d.x), d.y
     name = "edges2fashion-unpaired" if unpaired else "edges2fashion"
     if unpaired and split == "train":  # disjoint halves: no article's own edge map is ever in domain A
@@ -327,11 +328,11 @@ def read_inputs(path: str | Path, channels: int) -> tuple[torch.Tensor, list[str
     uint8 (N, channels, H, W) and a name per image."""
     p = Path(path)
     if p.suffix == ".npz":
-        from . import _load_npz
+        from . import load_npz
 
         if not p.is_file():
             raise UserError(f"input file not found: {p}")
-        x = _load_npz(p)
+        x = load_npz(p)
         names = [f"{i:06d}" for i in range(len(x))]
     elif p.is_dir():
         files = image_files(p)

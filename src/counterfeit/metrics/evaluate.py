@@ -1,11 +1,13 @@
 """evaluate(source, metrics): score a run (fresh samples from its generator) or a samples file, with provenance.
 
-The one library entry point that `counterfeit evaluate`, evaluation during training and the benches call. Every
-metric is registered (registry kind "metric") with what it needs and how it prints itself:
-  features   fid, kid, is, pr, classes: all on one set of features of the bundled classifier (or Inception);
-  run        elbo (a VAE run), cas (a conditional run), modes (a 2D toy run; goes alone);
-  parzen     the 2014 protocol on continuous pixels in [0, 1];
-  nearest    the memorisation check beside it: each sample's distance to its nearest training image (nearest.py).
+The one library entry point that `counterfeit evaluate`, evaluation during training and the benches call. It
+resolves the source once (a run dir or checkpoint, a samples .npz; a noise, toy or translation run), makes the
+samples once, and dispatches each metric through the registry (spec.py) by what it needs:
+  features   fid, kid, is, pr, classes: all on one set of features of the bundled classifier (scores.py);
+  samples    parzen (the 2014 protocol on continuous pixels in [0, 1]), nearest (the memorisation check beside it),
+             elbo (a VAE run), cas (a conditional run);
+  points     modes (a 2D toy run; goes alone);
+  translation the paired and cycle scores of an image-to-image run (translation.py).
 Real features are computed once per (dataset, split, extractor sha256) and cached in the user cache dir.
 FID gets a bootstrap confidence interval over the generated set; KID reports its std over subsets.
 """
@@ -13,226 +15,174 @@ FID gets a bootstrap confidence interval over the generated set; KID reports its
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..data import fetch, load_data
+from ..data import load_data, load_npz, to_uint8
 from ..errors import UserError
-from .features import Extractor, load_extractor
-from .fid import FID, GaussianStats, frechet_distance
-from .inception_score import InceptionScore
-from .kid import KID
-from .modes import class_coverage
-from .prdc import prdc
+from . import translation
+from .features import Extractor
+from .scores import (evaluate_images, real_features, real_features_cached, reference_name,  # noqa: F401
+                     score_features)
+from .spec import ORDER as METRIC_ORDER  # noqa: F401
+from .spec import flat_scores, format_results, metric, names, selectors, spec  # noqa: F401
 
 FEATURE_METRICS = ["fid", "kid", "is", "pr", "classes"]
 
 
-def reference_name(data_name: str) -> str:
-    """The dataset whose classifier and test split score samples of `data_name` (the embedded digits are MNIST's)."""
-    return "mnist" if data_name == "embedded" else data_name
-
-
-# metrics that can pick a best step: how to read the value, and whether lower is better
-SELECTORS = {"fid": (lambda r: r["fid"]["fid"], True), "kid": (lambda r: r["kid"]["kid"], True),
-             "is": (lambda r: r["is"]["is"], False)}
-
-
-def flat_scores(r: dict) -> dict:
-    """The headline numbers of an evaluate_images result, flat, for metrics.jsonl and tables."""
-    out = {}
-    if "fid" in r:
-        out["fid"] = r["fid"]["fid"]
-    if "kid" in r:
-        out["kid"] = r["kid"]["kid"]
-    if "is" in r:
-        out["is"] = r["is"]["is"]
-    if "pr" in r:
-        out.update({k: r["pr"][k] for k in ("precision", "recall", "density", "coverage")})
-    if "classes" in r:
-        out["classes"] = r["classes"]["classes_covered"]
-        out["largest_class_share"] = r["classes"]["largest_class_share"]
-    return out
-
-
-def _stats_path(ex: Extractor, data_name: str, split: str, x: torch.Tensor) -> Path:
-    """Cache file of a split's real features: keyed by its pixel content (a changed folder misses) and extractor."""
-    import hashlib
-
-    content = hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest()[:16]
-    stem = Path(data_name).name if Path(data_name).exists() else data_name
-    return fetch.cache_dir() / "stats" / f"{stem.replace('/', '_')}-{split}-{content}-{ex.sha256[:16]}.pt"
-
-
-def real_features_cached(ex: Extractor, data_name: str, split: str = "test") -> bool:
-    return _stats_path(ex, data_name, split, load_data(data_name, split).x).is_file()
-
-
-def real_features(ex: Extractor, data_name: str, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
-    """Features and logits of the real split, cached per (the split's pixel content, extractor sha256)."""
-    data = load_data(data_name, split)
-    path = _stats_path(ex, data_name, split, data.x)
-    if path.is_file():
-        try:
-            d = torch.load(path, weights_only=True)
-            return d["feats"], d["logits"]
-        except Exception:
-            path.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
-    feats, logits = ex(data.x)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from ..checkpoint import atomic_save
-
-    atomic_save({"feats": feats, "logits": logits}, path)
-    return feats, logits
-
-
-def evaluate_images(fake: torch.Tensor, data_name: str, metrics: list[str], extractor: Extractor | None = None,
-                    split: str = "test", seed: int = 0, n_boot: int = 20, real: tuple | None = None) -> dict:
-    """fake: uint8 (N, C, H, W). Returns {metric: {...}, "provenance": {...}, "seconds": {...}}.
-
-    real: the split's (features, logits) from real_features, when the caller already holds them."""
-    ex = extractor or load_extractor(data_name)
-    t = time.time()
-    rf_rl = real if real is not None else real_features(ex, data_name, split)
-    ff, fl = ex(fake)
-    return score_features(ff, fl, data_name, metrics, ex, rf_rl, split, seed, n_boot, time.time() - t)
-
-
-def score_features(ff: torch.Tensor, fl: torch.Tensor, data_name: str, metrics: list[str], ex: Extractor,
-                   real: tuple, split: str = "test", seed: int = 0, n_boot: int = 20,
-                   feature_s: float = 0.0) -> dict:
-    """The metrics of generated images already through the extractor (features ff, logits fl), against the real
-    split's (features, logits): evaluate_images' second half, and what a sharded evaluation merges into."""
-    rf, rl = real
-    out: dict = {"provenance": {**ex.provenance(), "real": f"{data_name} {split} ({len(rf)})", "n_fake": len(ff),
-                                "seed": seed}, "seconds": {"features": round(feature_s, 2)}}
-    for m in metrics:
-        t = time.time()
-        if m == "fid":
-            fid = FID()
-            fid.update(rf, real=True)
-            fid.update(ff, real=False)
-            res = fid.compute()
-            mu_r, s_r = fid.real.mean_cov()
-            g = torch.Generator().manual_seed(seed)
-            boots = []
-            for _ in range(n_boot):  # resample the generated set with replacement
-                st = GaussianStats()
-                st.update(ff[torch.randint(len(ff), (len(ff),), generator=g)])
-                boots.append(frechet_distance(mu_r, s_r, *st.mean_cov()))
-            if boots:
-                b = torch.tensor(boots)
-                res["ci95"] = [float(b.quantile(0.025)), float(b.quantile(0.975))]
-                res["bootstrap"] = n_boot
-            out["fid"] = res
-        elif m == "kid":
-            kid = KID(subsets=100, subset_size=1000, seed=seed)
-            kid.update(rf, real=True)
-            kid.update(ff, real=False)
-            out["kid"] = kid.compute()
-        elif m == "is":
-            s = InceptionScore(10)
-            s.update(fl)
-            out["is"] = s.compute()
-        elif m == "pr":
-            out["pr"] = prdc(rf, ff, k=3)
-        elif m == "classes":
-            if not ex.domain:
-                raise UserError(f"metric 'classes' needs the dataset's own classifier, not {ex.name}")
-            out["classes"] = class_coverage(fl, rl.shape[1])
-        else:
-            raise UserError(f"unknown metric '{m}'")
-        out["seconds"][m] = round(time.time() - t, 2)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- the registry
-
-from dataclasses import dataclass  # noqa: E402
-from typing import Callable  # noqa: E402
-
-from .. import registry  # noqa: E402
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    name: str
-    needs: str  # "features" | "run" | "parzen"
-    fmt: Callable[[dict], list[str]]  # its result -> printed lines
-    higher_is_better: bool | None = None
-    min_samples: int = 1  # the fewest generated images it can score
-
-
-def _metric(name: str, needs: str, higher_is_better, fmt, min_samples: int = 1) -> None:
-    """Register a metric; fmt is a function of its result, or a format string over the result's keys."""
-    lines = fmt if callable(fmt) else (lambda r, t=fmt: [t.format(**r)])
-    registry.register("metric", name)(MetricSpec(name, needs, lines, higher_is_better, min_samples))
-
-
-def _fmt_modes(m: dict) -> list[str]:
-    out = [f"modes:     {m['modes_captured']}/{m['num_modes']} captured (>= {m['min_count']} high-quality samples "
-           f"each), high quality {m['high_quality']:.1%} (within 3 std = {3 * m['std']:g} of a mode), {m['n']} samples",
-           "per mode:  high-quality samples on each mode" + (", the grid as plotted (top row: largest x2)"
-                                                             if m["num_modes"] == 25 else "")]
-    counts = m["per_mode"]
-    if m["num_modes"] == 25:  # grid modes are listed x1-major: mode 5a + b sits at (x1_a, x2_b)
-        out += ["           " + " ".join(f"{counts[5 * a + b]:6d}" for a in range(5)) for b in reversed(range(5))]
-    else:
-        out.append("           " + " ".join(f"{c:6d}" for c in counts))
-    return out
-
-
-def _fmt_fid(f: dict) -> list[str]:
-    ci = f" (95% CI {f['ci95'][0]:.3f}..{f['ci95'][1]:.3f})" if "ci95" in f else ""
-    return [f"fid:       {f['fid']:.3f}{ci}"]
-
-
-_metric("modes", "run", True, _fmt_modes)
-_metric("parzen", "parzen", True, "parzen:    {mean:.1f} +- {se:.1f} nats (sigma {sigma:.3f}, {n_samples} samples, "
-                                  "{n_test} test images)")
-_metric("nearest", "parzen", None, "nearest:   copies {copies:.3f} (share of samples nearer a training image than 99% "
-                                   "of the {n_test} test images are); median distance {samples_median:.3f} against "
-                                   "the test images' {test_median:.3f} (ratio {ratio:.3f}, {n_train} training images)")
-_metric("elbo", "run", True, "elbo:      {elbo:.2f} nats per image on {n} test images")
-_metric("cas", "run", True, "cas:       {cas:.4f} (classifier trained on {n_generated} generated, tested on real); "
-                            "same classifier on {n_real} real images: {real_data_accuracy:.4f}")
-_metric("fid", "features", False, _fmt_fid, min_samples=2)  # a covariance
-_metric("kid", "features", False, "kid:       {kid:.5f} +- {kid_std:.5f}", min_samples=2)
-_metric("is", "features", True, "is:        {is:.3f} +- {is_std:.3f}", min_samples=10)  # one image per split
-_metric("pr", "features", True, "precision: {precision:.3f}  recall: {recall:.3f}  density: {density:.3f}  "
-                                "coverage: {coverage:.3f} (k={k})", min_samples=4)  # k + 1 neighbours
-_metric("classes", "features", True, "classes:   {classes_covered}/{num_classes} covered, largest share "
-                                     "{largest_class_share:.3f}")
-
-from . import translation as _tr  # noqa: E402
-
-# image-to-image runs (metrics/translation.py); fid and kid there are in the classifier's features as above
-_metric("l1", "translation", False, "l1:        {l1:.4f} +- {std:.4f} (pixels in [0, 1], {n} test pairs; the input "
-                                     "itself: {baseline_input:.4f})")
-_metric("psnr", "translation", True, "psnr:      {psnr:.2f} dB (the input itself: {baseline_input:.2f} dB)")
-_metric("ssim", "translation", True, "ssim:      {ssim:.4f} (the input itself: {baseline_input:.4f})")
-_metric("acc", "translation", True, _tr.fmt_acc)
-_metric("cycle", "translation", False, "cycle:     |G_BA(G_AB(a)) - a| {cycle_A:.4f}   |G_AB(G_BA(b)) - b| {cycle_B:.4f}")
-_metric("identity", "translation", None, _tr.fmt_identity)
-
-METRIC_ORDER = ["modes", "parzen", "nearest", "elbo", "cas", "l1", "psnr", "ssim", "acc", "fid", "kid", "is", "pr",
-                "classes", "cycle", "identity"]
-
-
 def metric_names() -> list[str]:
-    return [m for m in METRIC_ORDER if m in registry.names("metric")]
+    return names()
 
 
-def format_results(r: dict) -> list[str]:
-    lines = [line for m in METRIC_ORDER if m in r for line in registry.get("metric", m).fmt(r[m])]
-    pv = r.get("provenance", {})
-    if "extractor" in pv:
-        lines.append(f"features:  {pv['extractor']} (sha256 {pv['sha256'][:16]}...), real: {pv['real']}")
-    return lines
+@dataclass
+class Source:
+    """What is scored: the samples (uint8, N C H W; `floats` in [0, 1] where they were drawn so), the dataset that
+    scores them, and the run they came from (None for a samples file)."""
+
+    path: Path
+    samples: torch.Tensor | None = None
+    floats: torch.Tensor | None = None
+    data_name: str = "mnist"
+    data_override: str | None = None  # --data, when given
+    recipe: object = None
+    cfg: object = None
+    info: dict | None = None
+    n: int = 0
+    seed: int = 0
+    drs: dict | None = None
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def pixels(self) -> torch.Tensor:
+        """Continuous pixels where the run drew them, else the uint8 samples."""
+        return self.floats if self.floats is not None else self.samples
 
 
-# ---------------------------------------------------------------------------------------------- evaluate()
+def evaluate(source, metrics: list[str] | None = None, data: str | None = None, n: int = 10000, seed: int = 0,
+             drs: dict | None = None, extractor: Extractor | None = None, loaded=None, n_boot: int = 20,
+             direction: str = "AtoB", net_mode: str = "eval") -> dict:
+    """Score a run dir / checkpoint (n fresh samples) or a samples .npz with the named metrics.
+
+    metrics None: `modes` for a 2D toy run, `parzen` otherwise, the paired / cycle scores for a translation run.
+    drs: {"fit_steps", "quantile"} to sample through discriminator rejection sampling. loaded: (recipe, cfg, info)
+    of the run when the caller already holds it. direction, net_mode: translation runs (metrics/translation.py).
+    Returns {"provenance", "data", "seconds", <metric>: {...}}."""
+    from ..recipes.translation import Translation
+    from ..sampling import load_generator
+
+    src = Path(source)
+    if src.suffix != ".npz" and loaded is None:
+        loaded = load_generator(src)
+    if loaded is not None and isinstance(loaded[0], Translation):
+        if drs or extractor is not None or data:
+            raise UserError("--drs, --features and --data do not apply to a translation run (it is scored on its "
+                            "own test split with the target domain's classifier)")
+        res = translation.evaluate_translation(*loaded, metrics, n=n, direction=direction, net_mode=net_mode,
+                                               seed=seed, n_boot=n_boot)
+        res.pop("outputs")
+        res["provenance"]["source"] = str(src)
+        return res
+    metrics = checked_metrics(metrics, loaded)
+    s = Source(src, data_override=data, n=n, seed=seed, drs=drs)
+    if loaded is not None:
+        s.recipe, s.cfg, s.info = loaded
+    if metrics == ["modes"]:
+        return score_points(s)
+    for m in metrics:  # every refusal before any sample is drawn
+        if spec(m).check is not None:
+            spec(m).check(s)
+    draw_samples(s, metrics)
+    results: dict = {"provenance": s.provenance, "data": s.data_name, "seconds": {}}
+    for m in [m for m in names() if m in metrics and spec(m).needs == "samples"]:
+        t = time.time()
+        results[m] = spec(m).compute(s)
+        results["seconds"][m] = round(time.time() - t, 2)
+    by_features = [m for m in metrics if spec(m).needs == "features"]
+    if by_features:
+        r = evaluate_images(s.samples, s.data_name, by_features, extractor=extractor, seed=seed, n_boot=n_boot)
+        results["provenance"].update(r.pop("provenance"))
+        results["seconds"].update(r.pop("seconds"))
+        results.update(r)
+    return results
+
+
+def checked_metrics(metrics: list[str] | None, loaded) -> list[str]:
+    """The metrics asked for, known and able to go together; None: the default the run's config implies."""
+    if metrics is None:
+        metrics = ["modes"] if loaded and loaded[1].data.name.startswith("toy:") else ["parzen"]
+    known = names()
+    unknown = [m for m in metrics if m not in known]
+    if unknown or not metrics:
+        raise UserError(f"unknown metric(s) {', '.join(unknown) or '(none)'} (known: {', '.join(known)})")
+    paired = [m for m in metrics if spec(m).needs == "translation"]
+    if paired:
+        raise UserError(f"metric(s) {', '.join(paired)} score image-to-image runs (pix2pix, cyclegan), not this one")
+    if "modes" in metrics and len(metrics) > 1:  # 2D points, not images: the image metrics do not apply
+        raise UserError(f"metric 'modes' scores 2D toy runs and goes alone (asked for {', '.join(metrics)})")
+    return list(metrics)
+
+
+def draw_samples(s: Source, metrics: list[str]) -> None:
+    """The samples of s: read from its file, or drawn from its run (through DRS where asked); then checked."""
+    from ..sampling import generate
+
+    if s.recipe is None:
+        if not s.path.is_file():
+            raise UserError(f"samples file not found: {s.path}")
+        if s.drs:
+            raise UserError("--drs needs a run (its generator and discriminator), not a samples file")
+        s.samples, s.data_name = load_npz(s.path), s.data_override or "mnist"
+        s.provenance = {"source": str(s.path), "samples": "uint8 from file", "n": len(s.samples)}
+    else:
+        if s.cfg.data.name.startswith("toy:"):
+            raise UserError(f"'{s.cfg.data.name}' is a toy run of points, not images: score it with --metrics modes "
+                            f"(2D mixtures), not {', '.join(metrics)}")
+        s.data_name = reference_name(s.data_override or s.cfg.data.name)  # the embedded digits are scored as MNIST
+        s.provenance = {"source": str(s.path)}
+        if s.drs:
+            from ..rejection import generate_rejected
+
+            s.floats, s.provenance["rejection"] = generate_rejected(s.recipe, s.n, seed=s.seed, as_uint8=False,
+                                                                    progress=True, **s.drs)
+        elif "parzen" in metrics:  # continuous pixels in [0, 1], as the paper scored them; uint8 derived from them
+            s.floats = generate(s.recipe, s.n, seed=s.seed, as_uint8=False)
+        # floats are in [0, 1] whatever the nets' range; otherwise uint8, as a user's samples file would hold
+        s.samples = to_uint8(s.floats, "01") if s.floats is not None else generate(s.recipe, s.n, seed=s.seed)
+        s.provenance.update(checkpoint=s.info["path"], step=s.info["step"], ema=s.info["ema"], n=s.n, seed=s.seed)
+    check_samples(s.samples, s.data_name, metrics, str(s.path))
+
+
+def check_samples(samples: torch.Tensor, data_name: str, metrics: list[str], source: str) -> None:
+    """Enough images, of the dataset's shape, before any extractor or real data is loaded."""
+    from ..data import describe_shape, image_shape
+
+    n = len(samples)
+    if n == 0:
+        raise UserError(f"{source}: no images to score")
+    need = max((spec(m).min_samples, m) for m in metrics)
+    if n < need[0]:
+        raise UserError(f"{source}: {n} image{'s' if n != 1 else ''}; metric '{need[1]}' needs at least {need[0]}")
+    want, got = image_shape(data_name), tuple(samples.shape[1:])
+    if got != want:
+        raise UserError(f"{source}: images are {describe_shape(got)}; '{data_name}' images are "
+                        f"{describe_shape(want)}")
+
+
+def score_points(s: Source) -> dict:
+    """A 2D toy run's mode count (the one `points` metric)."""
+    if s.recipe is None:
+        raise UserError("metric 'modes' needs a run (a 2D toy generator), not a samples file")
+    t = time.time()
+    res = evaluate_modes(s.recipe, s.data_override or s.cfg.data.name, s.n, s.seed, s.drs)
+    return {"provenance": {"source": str(s.path), "checkpoint": s.info["path"], "step": s.info["step"],
+                           "ema": s.info["ema"], "n": s.n, "seed": s.seed,
+                           "sampler": "discriminator rejection sampling" if s.drs else "G", **(s.drs or {})},
+            "data": res["mixture"], "modes": res, "seconds": {"modes": round(time.time() - t, 2)}}
+
+
+# ---------------------------------------------------------------------------------------------- the metrics
 
 
 def evaluate_parzen(samples: torch.Tensor, data_name: str) -> dict:
@@ -250,6 +200,57 @@ def evaluate_parzen(samples: torch.Tensor, data_name: str) -> dict:
     res["valid"] = "train[50000:51000]" if data_name == "mnist" else "train[0:1000]"
     res["test"] = f"{data_name} test ({len(test)})"
     return res
+
+
+@metric("parzen", "samples", True, "parzen:    {mean:.1f} +- {se:.1f} nats (sigma {sigma:.3f}, {n_samples} samples, "
+        "{n_test} test images)")
+def parzen(s: Source) -> dict:
+    return {**evaluate_parzen(s.pixels, s.data_name),
+            "samples": "float in [0, 1]" if s.floats is not None else "uint8 / 255"}
+
+
+@metric("nearest", "samples", None, "nearest:   copies {copies:.3f} (share of samples nearer a training image than 99% "
+        "of the {n_test} test images are); median distance {samples_median:.3f} against the test images' "
+        "{test_median:.3f} (ratio {ratio:.3f}, {n_train} training images)")
+def nearest(s: Source) -> dict:
+    from .nearest import memorisation
+
+    # the images the run trained on (its own split: the 2014 GAN's train[0:50000]); a samples file: the train split
+    train_name, train_split = (s.cfg.data.name, s.cfg.data.split) if s.recipe is not None and not s.data_override \
+        else (s.data_name, "train")
+    train_x = load_data(train_name, train_split).x
+    return {**memorisation(s.pixels, train_x, load_data(s.data_name, "test").x),
+            "train": f"{train_name} {train_split}", "test": f"{s.data_name} test"}
+
+
+def needs_run(name: str, what: str, ok):
+    """A check: metric `name` needs a run for which ok(recipe, cfg) holds (`what` says which)."""
+    def check(s: Source) -> None:
+        if s.recipe is None:
+            raise UserError(f"metric '{name}' needs a run, not a samples file")
+        if not ok(s.recipe, s.cfg):
+            raise UserError(f"metric '{name}' needs {what}")
+    return check
+
+
+@metric("elbo", "samples", True, "elbo:      {elbo:.2f} nats per image on {n} test images",
+        check=needs_run("elbo", "a VAE run (recipe vae)", lambda r, c: c.model.recipe == "vae"))
+def elbo(s: Source) -> dict:
+    from ..recipes.vae import evaluate_elbo
+
+    return {**evaluate_elbo(s.recipe, load_data(s.data_name, "test").x, seed=s.seed), "data": f"{s.data_name} test"}
+
+
+@metric("cas", "samples", True, "cas:       {cas:.4f} (classifier trained on {n_generated} generated, tested on real); "
+        "same classifier on {n_real} real images: {real_data_accuracy:.4f}",
+        check=needs_run("cas", "a conditional run (a recipe with num_classes > 0, e.g. cgan-mnist)",
+                        lambda r, c: getattr(r, "conditional", False)))
+def cas(s: Source) -> dict:
+    from .cas import classification_accuracy_score
+
+    test, train = load_data(s.data_name, "test"), load_data(s.data_name, "train")
+    return {**classification_accuracy_score(s.recipe, test.x, test.y, n=s.n, seed=s.seed, real=(train.x, train.y)),
+            "data": f"{s.data_name} test"}
 
 
 def evaluate_modes(recipe, data_name: str, n: int, seed: int, drs: dict | None) -> dict:
@@ -273,141 +274,17 @@ def evaluate_modes(recipe, data_name: str, n: int, seed: int, drs: dict | None) 
     return {**r, "mixture": data_name, "std": std, "modes": modes.tolist()}
 
 
-def _check_samples(samples: torch.Tensor, data_name: str, metrics: list[str], source: str) -> None:
-    """Enough images, of the dataset's shape, before any extractor or real data is loaded."""
-    from ..data import describe_shape, image_shape
-
-    n = len(samples)
-    if n == 0:
-        raise UserError(f"{source}: no images to score")
-    need = max((registry.get("metric", m).min_samples, m) for m in metrics)
-    if n < need[0]:
-        raise UserError(f"{source}: {n} image{'s' if n != 1 else ''}; metric '{need[1]}' needs at least {need[0]}")
-    want, got = image_shape(data_name), tuple(samples.shape[1:])
-    if got != want:
-        raise UserError(f"{source}: images are {describe_shape(got)}; '{data_name}' images are "
-                        f"{describe_shape(want)}")
-
-
-def evaluate(source, metrics: list[str] | None = None, data: str | None = None, n: int = 10000, seed: int = 0,
-             drs: dict | None = None, extractor: Extractor | None = None, loaded=None, n_boot: int = 20,
-             direction: str = "AtoB", net_mode: str = "eval") -> dict:
-    """Score a run dir / checkpoint (n fresh samples) or a samples .npz with the named metrics.
-
-    metrics None: `modes` for a 2D toy run, `parzen` otherwise, the paired / cycle scores for a translation run.
-    drs: {"fit_steps", "quantile"} to sample through discriminator rejection sampling. loaded: (recipe, cfg, info)
-    of the run when the caller already holds it. direction, net_mode: translation runs (metrics/translation.py).
-    Returns {"provenance", "data", "seconds", <metric>: {...}}."""
-    from ..data import to_uint8
-    from ..recipes.translation import Translation
-    from ..sampling import generate, load_generator
-
-    src = Path(source)
-    is_file = src.suffix == ".npz"
-    if not is_file and loaded is None:
-        loaded = load_generator(src)
-    if loaded is not None and isinstance(loaded[0], Translation):
-        if drs or extractor is not None or data:
-            raise UserError("--drs, --features and --data do not apply to a translation run (it is scored on its "
-                            "own test split with the target domain's classifier)")
-        from .translation import evaluate_translation
-
-        recipe, cfg, info = loaded
-        res = evaluate_translation(recipe, cfg, info, metrics, n=n, direction=direction,
-                                   net_mode=net_mode, seed=seed, n_boot=n_boot)
-        res.pop("outputs")
-        res["provenance"]["source"] = str(src)
-        return res
-    if metrics is None:  # the default follows the config the checkpoint carries
-        metrics = ["modes"] if loaded and loaded[1].data.name.startswith("toy:") else ["parzen"]
-    known = metric_names()
-    unknown = [m for m in metrics if m not in known]
-    if unknown or not metrics:
-        raise UserError(f"unknown metric(s) {', '.join(unknown) or '(none)'} (known: {', '.join(known)})")
-    if "modes" in metrics:  # 2D points, not images: the image metrics do not apply
-        if len(metrics) > 1:
-            raise UserError(f"metric 'modes' scores 2D toy runs and goes alone (asked for {', '.join(metrics)})")
-        if is_file:
-            raise UserError("metric 'modes' needs a run (a 2D toy generator), not a samples file")
-        recipe, cfg, info = loaded
-        t = time.time()
-        res = evaluate_modes(recipe, data or cfg.data.name, n, seed, drs)
-        return {"provenance": {"source": str(src), "checkpoint": info["path"], "step": info["step"],
-                               "ema": info["ema"], "n": n, "seed": seed,
-                               "sampler": "discriminator rejection sampling" if drs else "G", **(drs or {})},
-                "data": res["mixture"], "modes": res, "seconds": {"modes": round(time.time() - t, 2)}}
-    prov: dict = {"source": str(src)}
-    floats = None
-    if is_file:
-        from ..data import _load_npz
-
-        if not src.is_file():
-            raise UserError(f"samples file not found: {src}")
-        if drs:
-            raise UserError("--drs needs a run (its generator and discriminator), not a samples file")
-        run_only = [m for m in metrics if registry.get("metric", m).needs == "run"]
-        if run_only:
-            raise UserError(f"metric(s) {', '.join(run_only)} need a run, not a samples file")
-        samples = _load_npz(src)
-        data_name = data or "mnist"
-        prov.update(samples="uint8 from file", n=len(samples))
+def _fmt_modes(m: dict) -> list[str]:
+    out = [f"modes:     {m['modes_captured']}/{m['num_modes']} captured (>= {m['min_count']} high-quality samples "
+           f"each), high quality {m['high_quality']:.1%} (within 3 std = {3 * m['std']:g} of a mode), {m['n']} samples",
+           "per mode:  high-quality samples on each mode" + (", the grid as plotted (top row: largest x2)"
+                                                             if m["num_modes"] == 25 else "")]
+    counts = m["per_mode"]
+    if m["num_modes"] == 25:  # grid modes are listed x1-major: mode 5a + b sits at (x1_a, x2_b)
+        out += ["           " + " ".join(f"{counts[5 * a + b]:6d}" for a in range(5)) for b in reversed(range(5))]
     else:
-        recipe, cfg, info = loaded
-        if cfg.data.name.startswith("toy:"):
-            raise UserError(f"'{cfg.data.name}' is a toy run of points, not images: score it with --metrics modes "
-                            f"(2D mixtures), not {', '.join(metrics)}")
-        data_name = reference_name(data or cfg.data.name)  # the embedded digits are scored as MNIST
-        if drs:
-            from ..rejection import generate_rejected
+        out.append("           " + " ".join(f"{c:6d}" for c in counts))
+    return out
 
-            floats, prov["rejection"] = generate_rejected(recipe, n, seed=seed, as_uint8=False, progress=True, **drs)
-        elif "parzen" in metrics:  # continuous pixels in [0, 1], as the paper scored them; uint8 derived from them
-            floats = generate(recipe, n, seed=seed, as_uint8=False)
-        # floats are in [0, 1] whatever the nets' range; otherwise uint8, as a user's samples file would hold
-        samples = to_uint8(floats, "01") if floats is not None else generate(recipe, n, seed=seed)
-        prov.update(checkpoint=info["path"], step=info["step"], ema=info["ema"], n=n, seed=seed)
-    _check_samples(samples, data_name, metrics, str(src))
-    results: dict = {"provenance": prov, "data": data_name, "seconds": {}}
-    if "parzen" in metrics:
-        t = time.time()
-        results["parzen"] = evaluate_parzen(floats if floats is not None else samples, data_name)
-        results["parzen"]["samples"] = "float in [0, 1]" if floats is not None else "uint8 / 255"
-        results["seconds"]["parzen"] = round(time.time() - t, 2)
-    if "nearest" in metrics:
-        from .nearest import memorisation
 
-        t = time.time()
-        # the images the run trained on (its own split: the 2014 GAN's train[0:50000]); a samples file: the train split
-        train_name, train_split = (cfg.data.name, cfg.data.split) if loaded is not None and not data else \
-            (data_name, "train")
-        train_x = load_data(train_name, train_split).x
-        results["nearest"] = {**memorisation(floats if floats is not None else samples, train_x,
-                                             load_data(data_name, "test").x),
-                              "train": f"{train_name} {train_split}", "test": f"{data_name} test"}
-        results["seconds"]["nearest"] = round(time.time() - t, 2)
-    if "elbo" in metrics:
-        if cfg.model.recipe != "vae":
-            raise UserError("metric 'elbo' needs a VAE run (recipe vae)")
-        from ..recipes.vae import evaluate_elbo
-
-        t = time.time()
-        results["elbo"] = {**evaluate_elbo(recipe, load_data(data_name, "test").x, seed=seed),
-                           "data": f"{data_name} test"}
-        results["seconds"]["elbo"] = round(time.time() - t, 2)
-    if "cas" in metrics:
-        if not getattr(recipe, "conditional", False):
-            raise UserError("metric 'cas' needs a conditional run (a recipe with num_classes > 0, e.g. cgan-mnist)")
-        from .cas import classification_accuracy_score
-
-        t = time.time()
-        test, train = load_data(data_name, "test"), load_data(data_name, "train")
-        results["cas"] = {**classification_accuracy_score(recipe, test.x, test.y, n=n, seed=seed,
-                                                          real=(train.x, train.y)), "data": f"{data_name} test"}
-        results["seconds"]["cas"] = round(time.time() - t, 2)
-    feature_metrics = [m for m in metrics if registry.get("metric", m).needs == "features"]
-    if feature_metrics:
-        r = evaluate_images(samples, data_name, feature_metrics, extractor=extractor, seed=seed, n_boot=n_boot)
-        results["provenance"].update(r.pop("provenance"))
-        results["seconds"].update(r.pop("seconds"))
-        results.update(r)
-    return results
+metric("modes", "points", True, _fmt_modes)(None)  # computed by score_points: it goes alone

@@ -4,8 +4,8 @@ A Gaussian kernel density with isotropic width sigma is fitted to n generated sa
     log p(x) = logsumexp_j(-|x - mu_j|^2 / (2 sigma^2)) - log n - d log(sigma sqrt(2 pi)).
 sigma is chosen from logspace(-1, 0, 10) by mean log-likelihood on validation points; the score is the mean
 over test points with its standard error. Squared distances come from one float64 matmul per chunk,
-|x|^2 + |mu|^2 - 2 x.mu, and every sigma reuses them, so 10k x 10k x 784 over the 10 sigmas took 6.3-7.3 s
-on 2 cores, 0.26-0.31x one logsumexp over all sigmas (bench/results/parzen-speed.json).
+|x|^2 + |mu|^2 - 2 x.mu, and every sigma reuses them (the speed against one logsumexp over all sigmas is in
+bench/results/parzen-speed.json).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ def parzen_log_likelihoods(samples, points, sigmas, chunk: int = 1000, rows: int
     """Per-point log-likelihood (float64) under a Parzen window on `samples`: shape (len(sigmas), n_points).
 
     uint8 inputs are scaled to [0, 1]; float inputs are used as given. Each point's squared distances are shifted
-    by their minimum once, so that every sigma needs one multiply, exp and sum per distance (logsumexp's max pass
-    and its (sigmas, chunk, n) temporaries took 3.2-3.9x the time on real digits, bench/results/parzen-speed.json);
-    the exp work runs on `rows` points at a time, whose distances stay in cache across the sigmas.
+    by their minimum once, so that every sigma needs one multiply, exp and sum per distance (logsumexp adds a max
+    pass and (sigmas, chunk, n) temporaries); the exp work runs on `rows` points at a time, whose distances stay in
+    cache across the sigmas.
     """
     mu = flat_pixels(samples)  # (n, d)
     x = flat_pixels(points)  # (m, d)

@@ -1,5 +1,5 @@
 """Garbage that a sample-quality metric must score below real images: the sanity rows of bench/family.py and the
-test that keeps the README's tables to metrics that pass them (issue 18)."""
+test that keeps the README's tables to metrics that pass them."""
 
 from __future__ import annotations
 

@@ -10,9 +10,9 @@ class Maxout(nn.Module):
     """Maxout (Goodfellow et al. 2013): h_i = max_j (x W_ij + b_ij), j over `pieces` linear pieces.
 
     The affine map produces (B, units * pieces); pieces of one unit are adjacent, as in pylearn2. The max is taken
-    with its indices (`max(dim)`), whose backward scatters the gradient to the winning piece: amax's backward builds
-    an equality mask, counts and divides, 1.7-2.3x the time for the 2014 D's (200, 240, 5) (the same gradient
-    unless two pieces tie exactly, where amax splits it and max gives it to one).
+    with its indices (`max(dim)`), whose backward scatters the gradient to the winning piece; amax's backward builds
+    an equality mask, counts and divides, and is slower (bench/results/speed-gan2014-maxout.json). The gradient is
+    the same unless two pieces tie exactly (amax splits it, max gives it to one).
     """
 
     def __init__(self, in_features: int, units: int, pieces: int):
@@ -27,9 +27,9 @@ class Maxout(nn.Module):
 
 class Dropout(nn.Module):
     """Inverted dropout, as nn.Dropout (zero each input with probability p, scale the rest by 1 / (1 - p)), with the
-    mask drawn as fp32 uniforms compared with p: torch's CPU bernoulli_ took 3.4x as long for the same mask (32 ms
-    against 9.6 ms for the tutorial D's 3.2M activations; bench/speed.py), 13% of that DCGAN step. Under bf16
-    autocast the uniforms stay fp32, so p is exact; the mask is cast to the activations' dtype."""
+    mask drawn as fp32 uniforms compared with p: torch's CPU bernoulli_ is several times slower for the same mask
+    (bench/speed.py records it). Under bf16 autocast the uniforms stay fp32, so p is exact; the mask is cast to the
+    activations' dtype."""
 
     def __init__(self, p: float = 0.5):
         super().__init__()
@@ -51,11 +51,9 @@ class Dropout(nn.Module):
 
 class ToContiguous(nn.Module):
     """NCHW memory order from here on (a no-op on NCHW tensors). Placed before the last elementwise layers that feed
-    a Flatten: Flatten copies a channels_last tensor to NCHW, so its gradient comes back NCHW, and the LeakyReLU and
-    dropout backward of a channels_last input with an NCHW gradient took 4.7 ms per call against 1 ms with matching
-    orders (the tutorial D's (512, 128, 7, 7) activations). Interleaved with the plain D the bf16 tutorial step ran
-    5% faster (bench/results/dropout-ab.json); handing the gradient back in channels_last (a custom backward)
-    measured no better, so it stays this simple."""
+    a Flatten: Flatten copies a channels_last tensor to NCHW, so its gradient comes back NCHW, and an elementwise
+    backward with mismatched memory orders takes a slow strided path (bench/results/dropout-ab.json). A custom
+    backward that hands the gradient back in channels_last was no better, so it stays this simple."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous()

@@ -181,17 +181,14 @@ class NoiseGAN(Recipe):
         if self.joint and not self.supports_joint:
             raise UserError(f"recipe '{cfg.model.recipe}' has no simultaneous update; set train.simultaneous=false")
         # In a joint step G's loss flows back through D into the fake half only, yet after one concatenated pass
-        # every layer's input gradient covers the real half too. For a convolutional D that waste is large: the
-        # tutorial DCGAN's step took 0.89-0.94x the time in fp32 and 0.89-0.96x in bf16 with separate passes; for the
-        # 2014 MLP D they were no faster (0.99-1.09x; bench/results/speed-avx512bf16.json, split_d), so MLP Ds keep
-        # one pass
+        # every layer's input gradient covers the real half too: for a convolutional D separate passes are faster,
+        # for an MLP D they are not (split_d in bench/results/speed-avx512bf16.json), so MLP Ds keep one pass
         self.split_joint = self.joint and any(isinstance(m, nn.modules.conv._ConvNd) for m in self.D.modules())
 
     def bf16_auto(self) -> tuple[bool, str]:
-        # bf16 pays on convolutions (1.9-2.1x on the DCGANs here) and trains as fp32 does (fashion-fast's FID, the
-        # per-step curves in bench/results/speed.json). MLPs gain 1.16x, and in bf16 the 2014 GAN's D won outright
-        # within 2,500 steps (the quickstart collapsed to one blot) where fp32 trains; 2D toy points are finer than
-        # bf16's 8-bit mantissa. So auto keeps MLP nets in fp32.
+        # bf16 pays on convolutions and trains as fp32 does; MLPs gain little, and in bf16 the 2014 GAN's D wins
+        # outright where fp32 trains; 2D toy points are finer than bf16's 8-bit mantissa (bench/results/speed.json).
+        # So auto keeps MLP nets in fp32.
         if not self.bf16_checked:
             return super().bf16_auto()
         conv = any(isinstance(m, nn.modules.conv._ConvNd) for n in ("G", "D") for m in self.nets[n].modules())
@@ -286,8 +283,8 @@ class NoiseGAN(Recipe):
     def _d_pass(self, real, y, fake, yf, concat: bool = True):
         real, fake = self._noisy(real), self._noisy(fake)
         # An MLP D keeps one concatenated pass also in a joint step: separate passes there (another order of dropout
-        # draws) ended the quickstart (2014 GAN, fp32) at FID 157 with one class (seed 1) and 46 with 8 (seed 0),
-        # against 35 and 31 with one pass, and were no faster; convolutional Ds split in a joint step (split_joint)
+        # draws) trained the quickstart worse and were no faster (bench/results/speed.json); convolutional Ds split
+        # in a joint step (split_joint)
         if self.concat_real_fake and concat:
             b = real.shape[0] // self.pack  # D gives one output per pack of m samples
             out, aux = self._critic(torch.cat([real, fake]), None if y is None else torch.cat([y, yf]))
@@ -351,8 +348,7 @@ class NoiseGAN(Recipe):
 
 def make_optimizer(o, params, lr: float) -> torch.optim.Optimizer:
     # torch's fused kernels (CPU and CUDA): one pass over each parameter instead of one per term. SGD's is bit-identical
-    # to the per-tensor loop and 1.7x as fast; Adam's rounds differently in the last bit and is 7x as fast on the
-    # tutorial DCGAN's 2.6M weights (measured with torch 2.13 on 2 cores; bench/results/speed.json)
+    # to the per-tensor loop; Adam's rounds differently in the last bit; both are faster (bench/results/speed.json)
     if o.name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=o.momentum, fused=True)
     if o.name == "adam":

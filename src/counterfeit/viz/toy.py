@@ -123,7 +123,24 @@ def latent_map(recipe, path: Path, toy: str, n: int = 401) -> dict:
     if recipe.cfg.model.z_dim != 2 or recipe.conditional:
         raise ValueError("the latent map needs an unconditional G with 2-D z")
     modes, std = toy_modes(toy)
-    if recipe.cfg.model.noise == "uniform":  # U[-sqrt(3), sqrt(3)]^2: flat density
+    uniform = recipe.cfg.model.noise == "uniform"
+    z, w, lim = _z_grid(n, uniform)
+    G = recipe.G
+    was = G.training
+    G.eval()
+    x = torch.cat([recipe.generate(c).reshape(len(c), -1) for c in z.split(20000)])  # (n*n, 2)
+    G.train(was)
+    idx, good = nearest_mode(x, modes, std)
+    label = torch.where(good, idx, torch.full_like(idx, -1))  # (n*n,)
+    share = torch.zeros(len(modes), dtype=torch.float64).index_add_(0, idx[label >= 0], w[label >= 0])
+    off = float(w[label < 0].sum())
+    _draw_latent_map(path, toy, modes, label, share, off, n, lim, uniform)
+    return {"per_mode": share.tolist(), "off_mode": off}
+
+
+def _z_grid(n: int, uniform: bool) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """An n x n grid of z (n*n, 2), each cell's probability mass (n*n,) and the grid's half width."""
+    if uniform:  # U[-sqrt(3), sqrt(3)]^2: flat density
         lim = 3.0 ** 0.5
         ticks = torch.linspace(-lim, lim, n, dtype=torch.float64)
         w1 = torch.ones(n, dtype=torch.float64)
@@ -134,19 +151,11 @@ def latent_map(recipe, path: Path, toy: str, n: int = 401) -> dict:
         normal = torch.distributions.Normal(0.0, 1.0)
         w1 = normal.cdf(ticks + half) - normal.cdf(ticks - half)
     w = (w1[:, None] * w1[None, :]).reshape(-1)  # (n*n,) mass of each cell, rows = z2, columns = z1
-    w = w / w.sum()
     z2, z1 = torch.meshgrid(ticks, ticks, indexing="ij")
-    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], 1).float()  # (n*n, 2)
-    G = recipe.G
-    was = G.training
-    G.eval()
-    x = torch.cat([recipe.generate(c).reshape(len(c), -1) for c in z.split(20000)])  # (n*n, 2)
-    G.train(was)
-    idx, good = nearest_mode(x, modes, std)
-    label = torch.where(good, idx, torch.full_like(idx, -1))  # (n*n,)
-    share = torch.zeros(len(modes), dtype=torch.float64).index_add_(0, idx[label >= 0], w[label >= 0])
-    off = float(w[label < 0].sum())
+    return torch.stack([z1.reshape(-1), z2.reshape(-1)], 1).float(), w / w.sum(), lim
 
+
+def _draw_latent_map(path: Path, toy: str, modes, label, share, off: float, n: int, lim: float, uniform: bool):
     k = len(modes)
     colours = plt.get_cmap("tab20")(np.arange(20)).tolist() + plt.get_cmap("tab20b")(np.arange(20)).tolist()
     colours = np.array(colours[:k])
@@ -154,7 +163,7 @@ def latent_map(recipe, path: Path, toy: str, n: int = 401) -> dict:
     img[label.numpy() >= 0] = colours[label.numpy()[label.numpy() >= 0]]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 5.2))
     a.imshow(img.reshape(n, n, 4), origin="lower", extent=(-lim, lim, -lim, lim), interpolation="nearest")
-    if recipe.cfg.model.noise != "uniform":
+    if not uniform:
         t = np.linspace(0, 2 * np.pi, 200)
         for r in (1, 2, 3):  # the normal's 1, 2, 3 std circles: 39%, 86%, 99% of z
             a.plot(r * np.cos(t), r * np.sin(t), color="black", lw=0.6, ls=":",
@@ -177,4 +186,3 @@ def latent_map(recipe, path: Path, toy: str, n: int = 401) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)
-    return {"per_mode": share.tolist(), "off_mode": off}

@@ -1,0 +1,87 @@
+"""Evaluation during training every `train.eval_every` steps, with the bundled classifier, as `counterfeit evaluate`
+scores a run; the first of fid/kid/is in `train.eval_metrics` keeps best.pt (train.select=eval)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from .base import EVERY, Hook, eval_mode
+from .best import Best
+
+
+class Evaluator:
+    """Made before anything is written, so that bad evaluation settings are refused first. On rank 0 (`main`) it
+    holds the real split's features; the other ranks only make and featurise their share of the samples."""
+
+    def __init__(self, cfg, run: Path, data, main: bool = True):
+        from ..metrics.evaluate import real_features, reference_name, selectors
+        from ..metrics.features import load_extractor
+
+        t = cfg.train
+        if not data.is_image:
+            raise UserError("train.eval_every: evaluation with a classifier needs an image dataset")
+        self.metrics = list(t.eval_metrics)
+        can_select = selectors()
+        picks = [m for m in self.metrics if m in can_select]
+        selects = t.select == "eval"  # else the Parzen monitor keeps best.pt and these scores are only logged
+        if selects and not picks:
+            raise UserError(f"train.eval_metrics {self.metrics} has none of {sorted(can_select)} to pick the best step")
+        self.ref = reference_name(cfg.data.name)
+        self.ex = load_extractor(t.eval_extractor or self.ref)  # fails now, with the reason, not at the first tick
+        # the real split's features, computed (or read from the cache) once and held for every tick, by rank 0 alone
+        self.real = real_features(self.ex, self.ref) if main else None
+        self.n, self.seed = t.eval_samples, t.seed
+        self.best = None
+        if selects and main:
+            self.key, self.spec = picks[0], can_select[picks[0]]
+            self.best = Best(run, self.key, not self.spec.higher_is_better)
+
+    @torch.no_grad()
+    def features(self, recipe, G, step: int, device, part=(0, 1)) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's share of the tick's samples through the extractor (every rank calls it under torchrun)."""
+        from ..sampling import generate
+
+        fake = generate(recipe, self.n, seed=self.seed * 7919 + step + 1, G=G, device=device, part=part)  # own stream
+        return self.ex(fake)
+
+    def score(self, parts: list[tuple[torch.Tensor, torch.Tensor]], step: int, state_now) -> dict:
+        """Rank 0: the scores of every rank's features (in rank order, the samples one process would make)."""
+        from ..metrics.evaluate import flat_scores, score_features
+
+        ff, fl = torch.cat([f for f, _ in parts]), torch.cat([g for _, g in parts])
+        r = score_features(ff, fl, self.ref, self.metrics, self.ex, self.real, seed=self.seed, n_boot=0)
+        row = {"step": step, **{f"eval/{k}": v for k, v in flat_scores(r).items()}}
+        if self.best is not None:
+            self.best.offer(self.spec.value(r), step, state_now, {"scores": flat_scores(r), "n_generated": self.n,
+                                                                "provenance": r["provenance"]})
+            row["eval/best_" + self.key] = self.best.value
+        return row
+
+
+class Evaluation(Hook):
+    """Every rank makes and featurises its share of the samples; rank 0 scores them all and may keep best.pt."""
+
+    ranks = EVERY
+    rank_states = True  # best.pt is a checkpoint of every rank
+    on_signal = False
+
+    def __init__(self, every: int, evaluator: Evaluator):
+        super().__init__(every)
+        self.evaluator = evaluator
+
+    def __call__(self, loop, ranks=None) -> dict | None:
+        st, d = loop.state, loop.dist
+        with eval_mode(st.recipe.nets.values(), st.ema.values()):
+            mine = self.evaluator.features(st.recipe, st.nets_for_sampling()["G"], st.step, loop.device,
+                                           (d.rank, d.world))
+        return d.run_on_rank0(functools.partial(self.score, loop, d.gather(mine), ranks), share=False)
+
+    def score(self, loop, parts, ranks) -> dict:
+        row = {**self.evaluator.score(parts, loop.state.step, loop.checkpoint_state(ranks)), **loop.when()}
+        loop.progress.note(f"step {loop.state.step}: " + "  ".join(f"{k[5:]} {v:.4g}" for k, v in row.items()
+                                                                    if k.startswith("eval/")))
+        return row
