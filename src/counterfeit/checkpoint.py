@@ -55,7 +55,7 @@ def atomic_write(path: Path, data) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644 & ~_umask())  # mkstemp makes 0600; the run's other files follow the umask
+        os.chmod(tmp, 0o644 & ~umask())  # mkstemp makes 0600; the run's other files follow the umask
         os.replace(tmp, path)
     except OSError as e:
         raise UserError(write_error(path, e, len(data))) from None
@@ -64,7 +64,7 @@ def atomic_write(path: Path, data) -> None:
             os.unlink(tmp)
 
 
-def _umask() -> int:
+def umask() -> int:
     """The process's umask, read without setting it (os.umask would change it for every thread meanwhile)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():

@@ -25,7 +25,8 @@ from .errors import UserError
 # what each element of a list setting must be
 EACH = {"width": ("a layer width, an integer >= 1", lambda v: _is_int(v) and v >= 1),
         "beta": ("a number in [0, 1)", lambda v: _is_num(v) and 0.0 <= v < 1.0),
-        "name": ("a metric name", lambda v: isinstance(v, str))}
+        "name": ("a metric name", lambda v: isinstance(v, str)),
+        "module": ("a module name", lambda v: isinstance(v, str) and bool(v))}
 
 
 def setting(default, doc: str, *, choices: tuple | None = None, low=None, within: tuple | None = None,
@@ -198,6 +199,9 @@ class TrainConfig:
 class Config:
     name: str = setting("run", "the config's name (a preset's own); the default run dir is runs/NAME")
     description: str = setting("", 'what the preset reproduces, in words', resumable=True)
+    imports: list = setting([], "modules imported before anything is built: plugins that register their own nets or "
+                            "recipes (a run records them; sample, evaluate and load import them again)",
+                            each=EACH["module"])
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -421,9 +425,13 @@ def parse_override(s: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(d: dict, overrides: list[str]) -> dict:
-    for s in overrides:
-        path, value = parse_override(s)
+def apply_overrides(d: dict, overrides) -> dict:
+    """Set dotted keys in a config dict: a list of 'key=value' strings (the CLI's --set), or a mapping
+    {'optim.lr_d': 1e-4} whose values are taken as they are (Python's own types)."""
+    items = overrides.items() if isinstance(overrides, dict) else [parse_override(s) for s in overrides]
+    for path, value in items:
+        path = path.split(".") if isinstance(path, str) else path
+        s = f"{'.'.join(path)}={value!r}"
         node = d
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -433,9 +441,11 @@ def apply_overrides(d: dict, overrides: list[str]) -> dict:
     return d
 
 
-def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config:
+def load_config(name_or_path: str, overrides=None) -> Config:
+    """A preset name (`counterfeit presets`) or a YAML file, with overrides: 'key=value' strings or a mapping
+    {'train.steps': 500}. Unknown keys, wrong types and out-of-range values raise UserError."""
     d = load_preset_dict(name_or_path)
-    apply_overrides(d, list(overrides or []))
+    apply_overrides(d, overrides or [])
     return from_dict(d)
 
 

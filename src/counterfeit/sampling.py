@@ -10,19 +10,27 @@ import torch
 
 from . import checkpoint as ckpt
 from . import config as config_mod
+from . import registry
 from .data import to_uint8
 from .errors import UserError
 from .recipes import Recipe, build_recipe
 
 
-def load_generator(run_or_ckpt: str | Path) -> tuple[Recipe, config_mod.Config, dict]:
+def load_generator(run_or_ckpt: str | Path, nets: dict | None = None) -> tuple[Recipe, config_mod.Config, dict]:
+    """The recipe of a run dir's latest checkpoint (or a checkpoint file) with its weights loaded: the moving
+    average where the run kept one, every network in eval mode. Returns (recipe, config, {"path", "step", "ema"}).
+
+    nets: {"G": module, "D": module} for a run trained on a caller's own networks that cannot be rebuilt from
+    their class alone; the weights are loaded into these modules."""
     path = ckpt.resolve(run_or_ckpt)
     state = ckpt.safe_load(path)
     try:
         cfg = config_mod.from_dict(json.loads(state["config"]))
     except (json.JSONDecodeError, KeyError) as e:
         raise UserError(f"{path}: unreadable config inside checkpoint ({e})") from None
-    recipe = build_recipe(cfg, tuple(state["shape"]), None)
+    named = {getattr(cfg.model, {"G": "generator", "D": "discriminator"}[k]): m for k, m in (nets or {}).items()}
+    with registry.provided(named):
+        recipe = build_recipe(cfg, tuple(state["shape"]), None)
     ema = state.get("ema", {})
     try:
         for name, net in recipe.nets.items():  # every network the recipe declares (a critic, a VAE's encoder...)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -24,6 +23,8 @@ def build_parser(p):
     p.add_argument("--allow-config-change", action="store_true", help="with --resume: accept a changed config")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--device", help="cpu or cuda")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import a plugin module that registers its own nets or recipes (the run records it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--nproc", type=int, default=0, metavar="N",
                    help="train in N processes on this machine (torchrun --standalone: DDP, gloo on CPU, nccl on CUDA); "
@@ -35,48 +36,14 @@ def build_parser(p):
 
 
 def resolve_config(args) -> tuple[config.Config, Path]:
+    """The Config and run dir this command names (a preset, a YAML file, or with --resume a run dir)."""
+    from ..api import resolve
+
+    cfg = resolve(args.preset, steps=args.steps, epochs=args.epochs, seed=args.seed, overrides=args.overrides,
+                  device=args.device, data=args.data, imports=args.imports)
     src = Path(args.preset)
-    overrides = list(args.overrides)
-    if src.is_dir() and (src / "config.json").is_file():  # `train RUN_DIR --resume`
-        try:
-            d = json.loads((src / "config.json").read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"{src / 'config.json'} is not valid JSON: {e}") from None
-        out = Path(args.out) if args.out else src
-    else:
-        d = config.load_preset_dict(args.preset)
-        out = None
-    if args.data:
-        overrides.append(f"data.name={args.data}")
-        if args.data not in ("mnist",):
-            overrides.append("data.split=train")  # the paper split exists for full MNIST only
-    for flag, value, implied in (("--steps", args.steps, {"train.steps": args.steps, "train.epochs": 0}),
-                                 ("--epochs", args.epochs, {"train.epochs": args.epochs, "train.steps": 0})):
-        if value is None:
-            continue
-        if value <= 0:
-            raise UserError(f"nothing to do: {flag} {value} (give a positive number of "
-                            f"{'G updates' if flag == '--steps' else 'epochs'})")
-        _refuse_conflicts(flag, value, implied, args.overrides)
-        overrides += [f"{k}={v}" for k, v in implied.items()]
-    if args.seed is not None:
-        overrides.append(f"train.seed={args.seed}")
-    if args.device:
-        overrides.append(f"train.device={args.device}")
-    config.apply_overrides(d, overrides)
-    cfg = config.from_dict(d)
-    if out is None:
-        out = Path(args.out) if args.out else Path("runs") / cfg.name
-    return cfg, out
-
-
-def _refuse_conflicts(flag: str, value: int, implied: dict, sets: list[str]) -> None:
-    """`--steps 5 --set train.steps=9` says two things; which one wins is not the user's guess to make."""
-    for s in sets:
-        keys, v = config.parse_override(s)
-        key = ".".join(keys)
-        if key in implied and v != implied[key]:
-            raise UserError(f"{flag} {value} conflicts with --set {s}: give one of them")
+    run_dir = src if src.is_dir() and (src / "config.json").is_file() else None
+    return cfg, Path(args.out) if args.out else (run_dir or Path("runs") / cfg.name)
 
 
 def run(args) -> int:
@@ -89,9 +56,10 @@ def run(args) -> int:
         raise UserError("--nproc and --max-restarts take a count >= 0")
     if args.nproc > 0 and "WORLD_SIZE" not in os.environ:  # hand over to torchrun, which starts this command N times
         return _launch(args, cfg, out)
-    from ..loop import train
+    from ..api import train_config
 
-    res = train(cfg, out, resume=args.resume, allow_config_change=args.allow_config_change, progress=not args.no_progress)
+    res = train_config(cfg, out, resume=args.resume, allow_config_change=args.allow_config_change,
+                       progress=not args.no_progress)
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 says where the run is
         return 0
     print(f"run dir: {res.run_dir}  (step {res.step}/{res.total_steps}, {res.wall_s:.0f} s)")

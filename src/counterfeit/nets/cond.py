@@ -46,8 +46,9 @@ class CondBatchNorm(nn.Module):
         self.y: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        assert self.y is not None and len(self.y) == len(x), "conditional BatchNorm needs this batch's labels"
-        shape = (len(x), -1) + (1,) * (x.dim() - 2)  # (B, C) or (B, C, 1, 1)
+        assert self.y is not None, "conditional BatchNorm needs this batch's labels"
+        # x.shape[0], not len(x): a traced export (TorchScript, ONNX) keeps the batch size a variable
+        shape = (x.shape[0], -1) + (1,) * (x.dim() - 2)  # (B, C) or (B, C, 1, 1)
         return self.bn(x) * self.gain(self.y).view(shape) + self.bias(self.y).view(shape)
 
 

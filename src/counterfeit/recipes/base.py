@@ -174,6 +174,8 @@ class NoiseGAN(Recipe):
             raise UserError(f"recipe '{cfg.model.recipe}' is conditional, but networks '{cfg.model.generator}' / "
                             f"'{cfg.model.discriminator}' do not take labels (conditional ones: the convolutional "
                             f"dcgan-g/d, tf-dcgan-g/d, sngan-g/d, resnet-g/d)")
+        if any(getattr(cfg.model, k).startswith("py:") for k in ("generator", "discriminator")):
+            check_own_nets(self, tuple(shape))
         # With BatchNorm in D, real and fake go through D in separate passes (their own batch statistics),
         # as in Radford et al.'s code; otherwise one concatenated pass is cheaper and equivalent (see _d_pass).
         self.concat_real_fake = not any(isinstance(m, _BatchNorm) for m in self.D.modules())
@@ -346,6 +348,33 @@ class NoiseGAN(Recipe):
         return d, self._g_terms(lf, af, yf)
 
 
+@torch.no_grad()
+def check_own_nets(recipe, shape: tuple) -> None:
+    """A caller's own G and D against the contract, on two samples in eval mode (no statistics updated, no draw
+    from the training's random stream): G (B, z_dim) -> (B, *shape), D (B, *shape) -> (B,) logits."""
+    G, D = recipe.G, recipe.D
+    was = G.training, D.training
+    G.eval(), D.eval()
+    z = recipe.sample_z(2, generator=torch.Generator().manual_seed(0))
+    y = torch.zeros(2, dtype=torch.long) if recipe.conditional else None
+    try:
+        x = recipe.generate(z, y)
+        if tuple(x.shape) != (2, *shape):
+            raise UserError(f"G makes {tuple(x.shape[1:])} from z of size {z.shape[1]}; the data are {shape} "
+                            "(G: (B, z_dim) -> (B, C, H, W) in data.range)")
+        if recipe.pack == 1:
+            out = D(x, y) if recipe.conditional else D(x)
+            out = out[0] if isinstance(out, tuple) else out
+            if tuple(out.shape) != (2,):
+                raise UserError(f"D gives {tuple(out.shape)} for 2 images; it must give (B,) logits (squeeze a "
+                                "(B, 1) output; no sigmoid: the losses take logits)")
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise UserError(f"the networks passed as nets= fail on a batch of 2: {type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:200]}") from None
+    finally:
+        G.train(was[0]), D.train(was[1])
+
+
 def make_optimizer(o, params, lr: float) -> torch.optim.Optimizer:
     # torch's fused kernels (CPU and CUDA): one pass over each parameter instead of one per term. SGD's is bit-identical
     # to the per-tensor loop; Adam's rounds differently in the last bit; both are faster (bench/results/speed.json)
@@ -359,6 +388,8 @@ def make_optimizer(o, params, lr: float) -> torch.optim.Optimizer:
 
 
 def build_recipe(cfg, shape, data=None) -> Recipe:
+    """The recipe cfg names, with its networks built for images of `shape` (after the plugins cfg imports)."""
     from .. import recipes  # noqa: F401  (importing the package registers every recipe)
 
+    registry.import_plugins(cfg.imports)
     return registry.get("recipe", cfg.model.recipe)(cfg, shape, data)
