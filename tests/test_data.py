@@ -218,3 +218,17 @@ def test_toy_distributions():
     nearest = torch.cdist(s, ring).min(1)
     assert nearest.values.max() < 0.06  # std 0.01: all within 6 sigma
     assert torch.bincount(nearest.indices, minlength=8).min() > 800  # all modes, about equally
+
+
+def test_an_image_size_that_scales_small_images_up_more_than_twice_is_warned(tmp_path, capsys):
+    from counterfeit.data.folder import load_folder
+
+    d = tmp_path / "small"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((20, 24), 40 * i, np.uint8)).save(d / f"{i}.png")
+    assert load_folder(d, image_size=40).shape == (3, 1, 40, 40)
+    assert capsys.readouterr().err == ""  # 2x: no word
+    assert load_folder(d, image_size=64).shape == (3, 1, 64, 64)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.image_size=64 scales the 20-pixel sides" in err[0] and "3.2x" in err[0]

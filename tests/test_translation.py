@@ -259,3 +259,22 @@ def test_a_noise_gan_on_translation_data_is_refused(aligned_dir, tmp_path, capsy
     code = main(["train", "dcgan-mnist", "--data", str(aligned_dir), "--out", str(tmp_path / "r"), "--steps", "1"])
     err = capsys.readouterr().err
     assert code == 2 and "translation" in err and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("preset,fixture", [("pix2pix-folder", "aligned_dir"), ("cyclegan-folder", "unpaired_dir"),
+                                            ("dcgan-folder", "cifar_dir")])
+def test_the_presets_for_your_own_data_train_at_the_images_own_size(preset, fixture, request, tmp_path, capsys):
+    data = request.getfixturevalue(fixture)
+    run = tmp_path / "r"
+    small = ["--set", "model.width_g=4", "--set", "model.width_d=4", "--set", "model.n_blocks=1", "--set",
+             "train.batch_size=4", "--set", "train.sample_every=1000", "--set", "train.checkpoint_every=1000"]
+    assert main(["train", preset, "--data", str(data), "--out", str(run), "--steps", "2", "--no-progress",
+                 *small]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["data"]["image_size"] == 0 and cfg["data"]["crop_size"] == 0
+    shape = safe_load(latest_checkpoint(run))["shape"]
+    sides = [list(s[1:]) for s in shape] if isinstance(shape[0], (list, tuple)) else [list(shape[1:])]
+    assert all(s == [32, 32] for s in sides), shape  # the images' own 32x32: nothing scaled up
+    if preset == "pix2pix-folder":
+        assert cfg["data"]["direction"] == "AtoB"  # the input on the left
+    assert "warning: data.image_size" not in capsys.readouterr().err

@@ -7,6 +7,7 @@ F (float) read as [0, 1] and refused outside it or with NaN. Nothing is clipped 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,16 @@ def as_8bit(im: Image.Image, path: Path, channels: int) -> Image.Image:
         raise UserError(f"unreadable image {path}: mode {mode} ({e})") from None
 
 
+def warn_upscale(sizes, image_size: int, where) -> None:
+    """One line when data.image_size scales the images up more than 2x: a bigger network on interpolated pixels,
+    which nobody asked for by bringing small images."""
+    small = min((min(w, h) for w, h in sizes), default=image_size)
+    if image_size > 2 * small:
+        print(f"warning: data.image_size={image_size} scales the {small}-pixel sides of the images in {where} up "
+              f"{image_size / small:.1f}x (a larger network on interpolated pixels); data.image_size=0 keeps their "
+              "size", file=sys.stderr, flush=True)
+
+
 def _resize_center_crop(img: Image.Image, size: int) -> Image.Image:
     """Scale the shorter side to `size` (bicubic), then cut the central size x size square."""
     w, h = img.size
@@ -105,6 +116,8 @@ def load_folder(root: str | Path, image_size: int = 0, channels: int = 0) -> tor
         channels = 1 if all(is_gray(im) for im in images) else 3
     if channels not in (1, 3):
         raise UserError(f"channels must be 1 or 3, got {channels}")
+    if image_size:
+        warn_upscale([im.size for im in images], image_size, root)
     arrays = []
     for p, im in zip(files, images):
         im = as_8bit(im, p, channels)

@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from ..errors import UserError
-from .folder import as_8bit, image_files, is_gray, open_images
+from .folder import as_8bit, image_files, is_gray, open_images, warn_upscale
 
 BUILTIN = ["edges2fashion", "edges2fashion-unpaired", "colorize"]
 EDGE_OPERATOR = {"function": "skimage.feature.canny", "input": "article / 255 (28x28 float)", "sigma": 1.0,
@@ -237,6 +237,8 @@ def _read_images(files: list[Path], where: Path, image_size: int, channels: int,
             raise UserError(f"mixed channel counts in {where}: {len(gray)} grayscale and {len(files) - len(gray)} "
                             f"colour images (e.g. {gray[0].name}); set data.channels=1 or 3 to convert them all")
         channels = 1 if gray else 3
+    if image_size:
+        warn_upscale([(im.size[0] // (2 if halves else 1), im.size[1]) for im in images], image_size, where)
     out_a, out_b = [], []
     for p, im in zip(files, images):
         im = as_8bit(im, p, channels)

@@ -105,7 +105,9 @@ class Translation(Recipe):
 
     # ---------------------------------------------------------------- translate and preview
     def translate(self, x: torch.Tensor, direction: str = "AtoB", nets: dict | None = None) -> torch.Tensor:
-        """x in [-1, 1] of the source domain -> the other domain, in [-1, 1]."""
+        """Images of the source domain, float (B, C, H, W) in [-1, 1], through the generator of `direction` ("AtoB";
+        CycleGAN also "BtoA"), with `nets` in place of the recipe's own where given -> (B, C', H, W) in [-1, 1].
+        `counterfeit translate`, Run.translate and the metrics call it."""
         raise NotImplementedError
 
     def check_direction(self, direction: str) -> None:

@@ -25,6 +25,7 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, pad_v
 
 
 def to_pil(grid: np.ndarray, scale: int = 1) -> Image.Image:
+    """A uint8 (H, W, C) array (make_grid's) as a PIL image, each pixel `scale` x `scale` (nearest neighbour)."""
     img = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
