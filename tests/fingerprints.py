@@ -102,7 +102,7 @@ def preset_overrides(name: str, data: dict[str, Path]) -> list[str]:
     cfg = config.load_config(name)
     if cfg.data.name.startswith("toy:"):
         src = [f"data.name={cfg.data.name}", "data.limit=4000"]
-    elif cfg.data.name == "cifar10":
+    elif cfg.data.name == "cifar10" or name == "dcgan-folder":  # the folder preset on a folder of RGB images
         src = [f"data.name={data['rgb']}", "data.split=train"]
     elif cfg.model.recipe in ("pix2pix", "cyclegan"):  # narrower nets, the preset's code paths (jitter included)
         layout = "aligned" if cfg.model.recipe == "pix2pix" else "unpaired"

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from counterfeit import config, runtime
 from counterfeit.checkpoint import safe_load
+from counterfeit.cli.__main__ import main
 from counterfeit.data import load_data, to_float
 from counterfeit.data.sampler import Batches
 from counterfeit.recipes import build_recipe
@@ -290,3 +291,21 @@ def test_the_run_head_says_what_the_allocator_does(tmp_path, mnist_dir, capsys):
     train(_tiny(mnist_dir, steps=1), tmp_path / "run", progress=True)
     head = capsys.readouterr().err.splitlines()[0]
     assert head.endswith(runtime.keep_freed_memory()), head
+
+
+@pytest.mark.parametrize("env,value", [("ATEN_CPU_CAPABILITY", "avx2"), ("ONEDNN_MAX_CPU_ISA", "AVX2"),
+                                       ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")])
+def test_auto_takes_fp32_where_the_environment_holds_torch_below_native_bf16(monkeypatch, env, value, capsys):
+    """The CPU has AVX-512 BF16, but torch or oneDNN were told to stay below it: bf16 would be emulated."""
+    from counterfeit.runtime import native_bf16
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(k, raising=False)
+    assert native_bf16(torch.device("cpu"))[0] is True
+    monkeypatch.setenv(env, value)
+    ok, why = native_bf16(torch.device("cpu"))
+    assert not ok and f"{env}={value}" in why
+    assert main(["train", "dcgan-mnist", "--data", "embedded", "--dry-run"]) == 0
+    assert f"train.precision auto -> fp32 (auto: this CPU has AVX-512 BF16, but {env}={value}" in \
+        capsys.readouterr().err

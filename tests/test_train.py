@@ -360,3 +360,17 @@ def test_a_collapse_onto_one_kind_of_image_is_warned_at_the_second_low_preview_i
     resumed = CollapseWatch(metrics)
     assert resumed.best == best and resumed.lows == 1
     assert "lost most of their variety" in resumed(shrunk(0.3), 1500)[1]
+
+
+def test_a_run_that_never_gets_going_is_told_so_whatever_the_data(tmp_path, mnist_dir, capsys):
+    """G frozen at its first weights (lr 0): its samples stay alike, far under the data's own spread; a quarter
+    into the run (and at least 200 steps in) the watch says so, once. The same run with G learning stays quiet."""
+    frozen = _cfg(mnist_dir, ["optim.lr_g=0", "train.sample_every=40", "train.log_every=40",
+                              "train.checkpoint_every=1000"], steps=240)
+    train(frozen, tmp_path / "frozen", progress=False)
+    said = [line for line in capsys.readouterr().err.splitlines() if "not got going" in line]
+    assert len(said) == 1 and said[0].startswith("warning: step 200: G's samples are still nearly all alike")
+    moving = _cfg(mnist_dir, ["model.g_init_range=1.0", "train.sample_every=40", "train.log_every=40",
+                              "train.checkpoint_every=1000"], steps=240)
+    train(moving, tmp_path / "moving", progress=False)
+    assert "not got going" not in capsys.readouterr().err

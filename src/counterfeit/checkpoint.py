@@ -28,12 +28,12 @@ FORMAT = 2
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 
 
-def atomic_save(obj, path: Path) -> None:
+def atomic_save(obj, path: Path, again: str = "--resume") -> None:
     """Write `obj` to `path` through a temp file and a rename. A full disk or an unwritable folder is a UserError that
     names the folder and the space needed; no partial file is left and the previous file at `path` is untouched."""
     buf = io.BytesIO()
     torch.save(obj, buf)  # serialised first: the size is known before the disk is touched
-    atomic_write(path, buf.getbuffer())
+    atomic_write(path, buf.getbuffer(), again)
 
 
 def write_json(path: Path, obj) -> None:
@@ -41,7 +41,7 @@ def write_json(path: Path, obj) -> None:
     atomic_write(path, json.dumps(obj, indent=2, sort_keys=True).encode())
 
 
-def atomic_write(path: Path, data) -> None:
+def atomic_write(path: Path, data, again: str = "--resume") -> None:
     """`data` (bytes) to `path`: a unique temp file in the same folder, fsync, rename over the target."""
     path = Path(path)
     tmp = None
@@ -58,7 +58,7 @@ def atomic_write(path: Path, data) -> None:
         os.chmod(tmp, 0o644 & ~umask())  # mkstemp makes 0600; the run's other files follow the umask
         os.replace(tmp, path)
     except OSError as e:
-        raise UserError(write_error(path, e, len(data))) from None
+        raise UserError(write_error(path, e, len(data), again)) from None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
@@ -75,15 +75,16 @@ def umask() -> int:
     return 0o022
 
 
-def write_error(path: Path, e: OSError, size: int | None = None) -> str:
-    """One line for a failed write: what, where, why, and on a full disk how much space it needed."""
+def write_error(path: Path, e: OSError, size: int | None = None, again: str = "--resume") -> str:
+    """One line for a failed write: what, where, why, and on a full disk how much space it needed and what to do
+    then (`again`: --resume for a run's files, 'run it again' for a command's output)."""
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         try:
             free = f", {shutil.disk_usage(Path(path).parent).free / 1e6:.1f} MB free"
         except OSError:
             free = ""
         need = f" ({size / 1e6:.1f} MB needed{free})" if size else ""
-        return f"cannot write {path}: no space left in {Path(path).parent}{need}; free some space and --resume"
+        return f"cannot write {path}: no space left in {Path(path).parent}{need}; free some space and {again}"
     return f"cannot write {path}: {e.strerror or e}"
 
 
@@ -95,21 +96,25 @@ WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPE
 WRITE_PATH_ERRNOS = WRITE_ERRNOS | {errno.ENOENT, errno.ENOTDIR, errno.EISDIR}
 
 
-def write_failure(e: BaseException, path: Path | str | None = None, errnos=WRITE_ERRNOS) -> UserError | None:
+def write_failure(e: BaseException, path: Path | str | None = None, errnos=WRITE_ERRNOS,
+                  again: str = "--resume") -> UserError | None:
     """A failed write as one line (a UserError naming the file and folder), or None for another exception."""
     if isinstance(e, OSError) and e.errno in errnos:  # the output as the caller names it (not a temp file of it)
-        return UserError(write_error(Path(path or e.filename or "the output"), e))
+        return UserError(write_error(Path(path or e.filename or "the output"), e, again=again))
     return None
 
 
+OUTPUT = "run it again"  # what a command's output (sample, translate, evaluate --json, export) says after a full disk
+
+
 @contextlib.contextmanager
-def writing(path: Path | str):
+def writing(path: Path | str, again: str = "--resume"):
     """Writes of `path` (a grid, the GIF, a report, metrics rows, a sample file): a full disk or a read-only folder
     ends in one line naming it instead of a traceback."""
     try:
         yield
     except OSError as e:
-        err = write_failure(e, path, WRITE_PATH_ERRNOS)
+        err = write_failure(e, path, WRITE_PATH_ERRNOS, again)
         if err is None:
             raise
         raise err from None
@@ -132,6 +137,9 @@ def safe_load(path: Path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, foreign pickle, wrong format ...
+        if "weights_only" in str(e) or "Weights only" in str(e):  # never pass on torch's advice to unpickle it
+            raise UserError(f"cannot read checkpoint {path}: it holds Python objects besides tensors and plain "
+                            "values; loading them could run code, so it is refused") from None
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot read checkpoint {path}: {msg[:200]}") from None
     if isinstance(obj, dict) and obj.get("format") == 1 and "G" in obj:

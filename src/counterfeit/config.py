@@ -152,7 +152,8 @@ class TrainConfig:
     steps: int = setting(0, 'stop after this many G updates (overrides epochs when > 0)', low=0, resumable=True)
     n_dis: int = setting(1, 'k of Algorithm 1: D updates per G update', low=1)
     simultaneous: bool = setting(True, 'k=1 only: update D and G from the same minibatch and forward pass (2014 code)')
-    seed: int = setting(0, "the run's seed: initial weights, data order, noise, dropout")
+    seed: int = setting(0, "the run's seed: initial weights, data order, noise, dropout (0 to 2^63 - 1)",
+                        within=(0, 2**63 - 1, True, True))
     device: str = setting("cpu", 'cpu | cuda | cuda:N', resumable=True)
     threads: int = setting(0, 'torch intra-op threads (0 = auto: the cores, shared among the counterfeit trainings '
                            'running)', low=0, resumable=True)
@@ -308,7 +309,10 @@ def _is_num(v) -> bool:
 
 
 def _interval(low, high, lo_in, hi_in) -> str:
-    return f"{'[' if lo_in else '('}{low:g}, {high:g}{']' if hi_in else ')'}"
+    def num(v):
+        return str(v) if isinstance(v, int) else f"{v:g}"
+
+    return f"{'[' if lo_in else '('}{num(low)}, {num(high)}{']' if hi_in else ')'}"
 
 
 def get(cfg: Config, key: str):
@@ -394,7 +398,11 @@ def load_preset_dict(name_or_path: str, _seen: tuple = ()) -> dict:
     if name_or_path.endswith((".yaml", ".yml")) or p.is_file():
         if not p.is_file():
             raise UserError(f"config file not found: {name_or_path}")
-        d = _read_yaml(p.read_text(), str(p))
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(f"{p}: not a UTF-8 text file (byte {e.start}); a config is YAML text") from None
+        d = _read_yaml(text, str(p))
     else:
         names = preset_names()
         if name_or_path not in names:

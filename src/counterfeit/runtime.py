@@ -68,9 +68,23 @@ def native_bf16(device: torch.device) -> tuple[bool, str]:
         flags = cpu_flags()
         avx512_bf16, amx = "avx512_bf16" in flags, "amx_bf16" in flags
     have = [name for name, ok in (("AVX-512 BF16", avx512_bf16), ("AMX", amx)) if ok]
-    if have:
-        return True, "this CPU has " + " and ".join(have)
-    return False, "this CPU has neither AVX-512 BF16 nor AMX (bf16 would be emulated, slower than fp32)"
+    if not have:
+        return False, "this CPU has neither AVX-512 BF16 nor AMX (bf16 would be emulated, slower than fp32)"
+    capped = isa_cap()
+    if capped:  # the hardware has it, but torch and oneDNN were told not to use it
+        return False, f"this CPU has {' and '.join(have)}, but {capped} holds torch below it (bf16 would be emulated)"
+    return True, "this CPU has " + " and ".join(have)
+
+
+def isa_cap() -> str | None:
+    """An environment setting that keeps torch's or oneDNN's kernels below AVX-512 (so below native bf16), named."""
+    aten = os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower()
+    if aten and aten not in ("avx512", "avx512_bf16", "amx", "default"):
+        return f"ATEN_CPU_CAPABILITY={aten}"
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).strip().upper()
+    if isa and isa != "ALL" and not isa.startswith(("AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX10")):
+        return f"ONEDNN_MAX_CPU_ISA={isa}"
+    return None
 
 
 def resolve_precision(requested: str, device: torch.device, suited: tuple[bool, str] = (True, "")) -> tuple[str, str]:

@@ -84,15 +84,13 @@ def as_output(x: torch.Tensor, range_: str, as_uint8: bool) -> torch.Tensor:
 
 
 def save_npz(images: torch.Tensor, path: Path) -> None:
-    """uint8 (N, C, H, W) -> .npz holding `images` (N, H, W, C); toy points (N, 2) -> `points` float32; atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    try:
-        if images.dim() == 2:
-            np.savez_compressed(tmp, points=images.float().cpu().numpy())
-        else:
-            np.savez_compressed(tmp, images=images.permute(0, 2, 3, 1).cpu().numpy())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no partial file
+    """uint8 (N, C, H, W) -> .npz holding `images` (N, H, W, C); toy points (N, 2) -> `points` float32; atomically
+    (a unique temp name in the same folder, fsync, rename), so two writers never share a temp file."""
+    import io
+
+    buf = io.BytesIO()
+    if images.dim() == 2:
+        np.savez_compressed(buf, points=images.float().cpu().numpy())
+    else:
+        np.savez_compressed(buf, images=images.permute(0, 2, 3, 1).cpu().numpy())
+    ckpt.atomic_write(Path(path), buf.getbuffer(), ckpt.OUTPUT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..checkpoint import writing
+from ..checkpoint import OUTPUT, atomic_write
 from ..metrics.evaluate import METRIC_ORDER
 
 
@@ -47,14 +47,7 @@ def run(args) -> int:
                        direction=args.direction, net_mode=args.net_mode)
     for line in format_results(results):
         print(line)
-    if args.json:
-        out = Path(args.json)
-        tmp = out.with_name(f".{out.name}.tmp")
-        try:
-            with writing(out):  # a full disk or a read-only folder: one line, and no partial file
-                tmp.write_text(json.dumps(results, indent=2))
-                tmp.replace(out)
-        finally:
-            tmp.unlink(missing_ok=True)
+    if args.json:  # a unique temp name, fsync, rename: a full disk or a second writer leaves no partial file
+        atomic_write(Path(args.json), json.dumps(results, indent=2).encode(), OUTPUT)
         print(f"wrote {args.json}")
     return 0

@@ -3,10 +3,12 @@ float32) or a folder of PNGs."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from PIL import Image
 
+from ..checkpoint import umask
 from ..errors import UserError
 
 
@@ -30,9 +32,9 @@ def add_rejection_args(p) -> None:
 
 
 def run(args) -> int:
-    from ..checkpoint import writing
-    from ..sampling import generate, load_generator, save_npz
+    from ..sampling import generate, load_generator
 
+    refuse_taken(Path(args.out))  # before minutes of sampling
     recipe, cfg, info = load_generator(args.run)
     if not hasattr(recipe, "sample_z"):
         raise UserError(f"{info['path']} is a '{cfg.model.recipe}' run: it translates images rather than sampling "
@@ -61,25 +63,61 @@ def run(args) -> int:
     if points and out.suffix != ".npz":
         raise UserError(f"{info['path']} is a 2D toy run: its samples are points, not images; write them to an .npz "
                         "(key `points`, (N, 2) float32), or draw them with `counterfeit report RUN`")
-    if out.suffix == ".npz":
-        if out.exists():
-            raise UserError(f"{out} exists; refusing to overwrite it")
-        with writing(out):
-            save_npz(images, out)
-    else:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise UserError(f"{out} exists and is not an empty folder; refusing to overwrite it")
-        written = []
-        try:
-            with writing(out):
-                out.mkdir(parents=True, exist_ok=True)
-                a = images.permute(0, 2, 3, 1).numpy()
-                for i, img in enumerate(a):
-                    written.append(out / f"{i:06d}.png")
-                    Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(written[-1])
-        except UserError:  # a full disk: the folder is left as it was found
-            for f in written:
-                f.unlink(missing_ok=True)
-            raise
+    write_samples(images, out)
     print(f"{args.n} samples from {info['path']} (step {info['step']}) -> {out}")
     return 0
+
+
+GRIDS = (".png", ".jpg", ".jpeg")  # an --out with one of these is one picture: the samples in a grid
+
+
+def refuse_taken(out: Path) -> None:
+    if out.suffix.lower() in (".npz", *GRIDS):
+        if out.exists():
+            raise UserError(f"{out} exists; refusing to overwrite it")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} exists and is not an empty folder; refusing to overwrite it")
+
+
+def write_samples(images, out: Path) -> None:
+    """images uint8 (N, C, H, W) (or toy points) to FILE.npz, a grid FILE.png, or a folder of PNGs; each written
+    whole or not at all, and nothing that exists is overwritten."""
+    from ..checkpoint import OUTPUT, atomic_write, writing
+    from ..sampling import save_npz
+    from ..viz.grid import make_grid, to_pil
+
+    refuse_taken(out)
+    if out.suffix.lower() in (".npz", *GRIDS):
+        if out.suffix == ".npz":
+            with writing(out, OUTPUT):
+                save_npz(images, out)
+            return
+        import io
+
+        buf = io.BytesIO()
+        to_pil(make_grid(images), scale=2).save(buf, format="JPEG" if out.suffix.lower() != ".png" else "PNG")
+        atomic_write(out, buf.getbuffer(), OUTPUT)
+        return
+    write_pngs(images, [f"{i:06d}" for i in range(len(images))], out)
+
+
+def write_pngs(images, names: list[str], out: Path) -> None:
+    """One PNG per image, out/NAME.png (a NAME may hold subfolders), written into a temp folder beside `out` that is
+    renamed once every file is in: the folder holds all of them or none."""
+    import tempfile
+
+    from ..checkpoint import OUTPUT, writing
+
+    with writing(out, OUTPUT):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+        try:
+            for name, img in zip(names, images.permute(0, 2, 3, 1).numpy()):
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(tmp / f"{name}.png")
+            tmp.chmod(0o777 & ~umask())
+            if out.exists():
+                out.rmdir()  # empty (checked before)
+            tmp.rename(out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -49,7 +49,7 @@ def resolve_config(args) -> tuple[config.Config, Path]:
 def run(args) -> int:
     cfg, out = resolve_config(args)
     if args.dry_run:
-        print(cfg.to_json())
+        print(cfg.to_json(), flush=True)
         _describe_nets(cfg)
         return 0
     if args.nproc < 0 or args.max_restarts < 0:
@@ -70,18 +70,36 @@ def run(args) -> int:
 
 
 def _describe_nets(cfg) -> None:
-    """Image-to-image recipes: the networks as built for the data (PatchGAN receptive field and logit grid)."""
+    """What `auto` settings resolve to on this machine, and for image-to-image recipes the networks as built for
+    the data (PatchGAN receptive field and logit grid)."""
+    import sys
+
+    from ..data import image_shape, load_data
+    from ..dist import resolve_device
+    from ..errors import UserError
+    from ..loop.setup import resolve_auto
+    from ..recipes import build_recipe
     from ..recipes.translation import Translation
     from ..registry import get
 
-    if not issubclass(get("recipe", cfg.model.recipe), Translation):
-        return
-    from ..data import load_data
-    from ..recipes import build_recipe
-
-    data = load_data(cfg.data.name, cfg.data.split, cfg.data.image_size, cfg.data.channels, cfg.data.limit)
-    for line in build_recipe(cfg, data.shape, data).describe():
-        print(line)
+    translation = issubclass(get("recipe", cfg.model.recipe), Translation)
+    data, shape = None, None
+    if not translation:
+        try:  # a named dataset's shape is known without reading it; a folder's from its images
+            shape = image_shape(cfg.data.name)
+        except UserError as e:
+            print(f"(what `auto` resolves to shows once the data can be read: {e})", file=sys.stderr)
+            return
+    if shape is None:
+        data = load_data(cfg.data.name, cfg.data.split, cfg.data.image_size, cfg.data.channels, cfg.data.limit)
+        shape = data.shape
+    recipe = build_recipe(cfg, shape, data)
+    precision, why, fmt = resolve_auto(cfg, recipe, resolve_device(cfg.train.device))
+    print(f"on this machine: train.precision {cfg.train.precision} -> {precision} ({why}); "
+          f"train.memory_format {cfg.train.memory_format} -> {fmt}", file=sys.stderr)
+    if translation:
+        for line in recipe.describe():
+            print(line)
 
 
 def _launch(args, cfg, out: Path) -> int:

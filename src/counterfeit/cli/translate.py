@@ -22,32 +22,30 @@ def build_parser(p):
 
 
 def run(args) -> int:
-    from PIL import Image
-
+    from ..checkpoint import OUTPUT, writing
     from ..data import to_float
     from ..data.translation import read_inputs
     from ..metrics.translation import run_nets
     from ..recipes.translation import Translation
     from ..sampling import load_generator, save_npz
+    from .sample import refuse_taken, write_pngs
 
     recipe, cfg, info = load_generator(args.run)
     if not isinstance(recipe, Translation):
         raise UserError(f"{info['path']} is a '{cfg.model.recipe}' run, not image-to-image: use `counterfeit sample`")
     recipe.check_direction(args.direction)
     out = Path(args.out)
-    if out.suffix == ".npz" and out.exists():
-        raise UserError(f"{out} exists; refusing to overwrite it")
-    if out.suffix != ".npz" and out.exists() and any(out.iterdir()):
-        raise UserError(f"{out} exists and is not empty; refusing to overwrite it")
+    if out.suffix != ".npz" and out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file: --out takes FILE.npz or a folder")
+    refuse_taken(out)
     x, names = read_inputs(args.input, recipe.in_channels(args.direction))
     recipe.check_size(*x.shape[2:], args.direction)
     recipe.set_net_mode(args.net_mode, args.seed)
     y = run_nets(lambda t: recipe.translate(t, args.direction), to_float(x, "pm1"))
     if out.suffix == ".npz":
-        save_npz(y, out)
+        with writing(out, OUTPUT):
+            save_npz(y, out)
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        for name, img in zip(names, y.permute(0, 2, 3, 1).numpy()):
-            Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(out / f"{name}.png")
+        write_pngs(y, names, out)
     print(f"{len(y)} images {args.direction} with {info['path']} (step {info['step']}, {args.net_mode} mode) -> {out}")
     return 0

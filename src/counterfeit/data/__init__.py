@@ -149,13 +149,27 @@ def load_data(name: str, split: str = "train", image_size: int = 0, channels: in
             x, y = load_cifar10(p, train=split != "test")
         elif p.is_dir():
             x, y = load_folder(p, image_size=image_size, channels=channels), None
+            image_size = channels = 0  # applied
         else:
             raise UserError(f"can't read dataset from {p}: expected a folder (IDX, CIFAR batches or images) or .npz")
+    refuse_unapplied(name, x, image_size, channels)
     if limit:
         x, y = x[:limit], None if y is None else y[:limit]
     if x.shape[0] == 0:
         raise UserError(f"dataset '{name}' split '{split}' is empty")
     return ImageData(x.contiguous(), y, name)
+
+
+def refuse_unapplied(name: str, x: torch.Tensor, image_size: int, channels: int) -> None:
+    """data.image_size / data.channels act on image folders only: elsewhere a value the images do not have would
+    be ignored, and the run would train at a size nobody asked for."""
+    c, h, w = x.shape[1:]
+    if image_size and (h, w) != (image_size, image_size):
+        raise UserError(f"data.image_size={image_size} resizes image folders; '{name}' holds {h}x{w} images and is "
+                        "not resized: leave data.image_size at 0, or train on a folder of images")
+    if channels and c != channels:
+        raise UserError(f"data.channels={channels} converts image folders; '{name}' images have {c} channel(s): "
+                        "leave data.channels at 0")
 
 
 def load_npz(p: Path) -> torch.Tensor:
@@ -165,9 +179,10 @@ def load_npz(p: Path) -> torch.Tensor:
     import numpy as np
 
     try:
-        with np.load(p, allow_pickle=False) as z:
-            if not hasattr(z, "files"):
-                raise UserError(f"{p}: not an .npz archive (a single array: save it with np.savez(path, images=...))")
+        z = np.load(p, allow_pickle=False)
+        if not hasattr(z, "files"):  # a .npy renamed .npz: one bare array, not an archive
+            raise UserError(f"{p}: not an .npz archive (a single array: save it with np.savez(path, images=...))")
+        with z:
             if "images" not in z:
                 raise UserError(f"{p}: no array named 'images' (it holds {', '.join(z.files) or 'nothing'})")
             a = z["images"]

@@ -29,15 +29,22 @@ def image_files(root: Path) -> list[Path]:
     return files
 
 
-def open_images(files: list[Path]) -> list[Image.Image]:
-    """Read every file into memory; an unreadable one is a UserError naming it."""
+MAX_SIDE = 4096  # pixels: a larger image would take gigabytes as the networks' float tensors
+
+
+def open_images(files: list[Path], max_side: int = MAX_SIDE) -> list[Image.Image]:
+    """Read every file into memory; an unreadable one, or one with a side over max_side (its header is read
+    first: a file that claims 20000x20000 is refused before it is decoded), is a UserError naming it."""
     images = []
     for p in files:
         try:
             with Image.open(p) as im:
+                if max(im.size) > max_side:
+                    raise UserError(f"image {p} is {im.size[0]}x{im.size[1]}: larger than {max_side} pixels a side; "
+                                    "scale it down first")
                 im.load()
                 images.append(im.copy())
-        except (UnidentifiedImageError, OSError) as e:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
             raise UserError(f"unreadable image {p}: {e}") from None
     return images
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 import struct
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def read_idx(path: str | Path) -> np.ndarray:
             raw = gzip.decompress(raw)
     except FileNotFoundError:
         raise UserError(f"data file not found: {path}") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:  # zlib: a damaged deflate block inside
         raise UserError(f"corrupt data file {path}: {e}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise UserError(f"corrupt data file {path}: not an IDX file (bad magic number)")

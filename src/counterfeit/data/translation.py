@@ -325,6 +325,15 @@ def center_crop(x: torch.Tensor, crop: int) -> torch.Tensor:
     return x[..., t : t + crop, s : s + crop]
 
 
+def output_names(files: list[Path], root: Path) -> list[str]:
+    """A name per input file for its output: the path under `root` without the suffix (sub/a), and where two files
+    differ only in their suffix (a.png, a.bmp) the suffix kept in the name (a-png, a-bmp): no result overwrites
+    another."""
+    stems = [f.relative_to(root).with_suffix("").as_posix() for f in files]
+    seen = {s: stems.count(s) for s in stems}
+    return [s if seen[s] == 1 else f"{s}-{f.suffix[1:].lower()}" for s, f in zip(stems, files)]
+
+
 def read_inputs(path: str | Path, channels: int) -> tuple[torch.Tensor, list[str]]:
     """`translate --input`: a folder of images, an .npz of uint8 `images` (N, H, W, C) or one image file ->
     uint8 (N, channels, H, W) and a name per image."""
@@ -339,7 +348,7 @@ def read_inputs(path: str | Path, channels: int) -> tuple[torch.Tensor, list[str
     elif p.is_dir():
         files = image_files(p)
         arrays = _read_images(files, p, 0, channels)[0]
-        x, names = _stack(arrays, p), [f.stem for f in files]
+        x, names = _stack(arrays, p), output_names(files, p)
     elif p.is_file():
         arrays = _read_images([p], p.parent, 0, channels)[0]
         x, names = _stack(arrays, p), [p.stem]

@@ -18,13 +18,18 @@ class Evaluator:
     holds the real split's features; the other ranks only make and featurise their share of the samples."""
 
     def __init__(self, cfg, run: Path, data, main: bool = True):
-        from ..metrics.evaluate import real_features, reference_name, selectors
+        from ..metrics.evaluate import names, real_features, reference_name, selectors, spec
         from ..metrics.features import load_extractor
 
         t = cfg.train
         if not data.is_image:
             raise UserError("train.eval_every: evaluation with a classifier needs an image dataset")
         self.metrics = list(t.eval_metrics)
+        scored = [m for m in names() if spec(m).needs == "features"]
+        unknown = [m for m in self.metrics if m not in scored]
+        if unknown or not self.metrics:
+            raise UserError(f"train.eval_metrics: {', '.join(unknown) or '(none)'} cannot be computed during "
+                            f"training (these can: {', '.join(scored)})")
         can_select = selectors()
         picks = [m for m in self.metrics if m in can_select]
         selects = t.select == "eval"  # else the Parzen monitor keeps best.pt and these scores are only logged

@@ -25,9 +25,13 @@ class CollapseWatch:
     GAINED = 0.05  # spread a run must have reached before a loss of it counts
     FROZEN = 0.1  # below this share of the best: nearly one image
     LOW, LOW_PREVIEWS = 0.5, 2  # below this share of the best at this many previews in a row: one kind of image
+    STARTED = 0.25  # a quarter into the run, a spread under this share of the data's own: it never got going
 
-    def __init__(self, metrics: Path | None = None):
+    def __init__(self, metrics: Path | None = None, data_spread: float | None = None, by_step: int | None = None):
+        """metrics: a resumed run's metrics.jsonl (its spreads so far). data_spread: the real images' own spread
+        over as many images, and by_step the step from which a run still under STARTED of it is told so."""
         self.best, self.lows, self.warned = 0.0, 0, False
+        self.data_spread, self.by_step = data_spread, by_step
         if metrics is not None and metrics.is_file():  # resumed: the spreads the run had before
             for line in metrics.read_text().splitlines():
                 if '"samples/spread"' in line:
@@ -46,6 +50,13 @@ class CollapseWatch:
         """The spread of a grid's images (N, C, H, W) uint8, and the warning, once, when the run has collapsed."""
         spread = self.spread(imgs.float() / 255.0)
         self._track(spread)
+        if not self.warned and self.data_spread and self.by_step and step >= self.by_step and \
+                self.best < self.STARTED * self.data_spread:
+            self.warned = True
+            return round(spread, 5), (f"warning: step {step}: G's samples are still nearly all alike (spread "
+                                      f"{spread:.4f} over the fixed noise, the data's own {self.data_spread:.3f}): "
+                                      "the run has not got going and rarely does; stop it and try another --seed, "
+                                      "a lower learning rate or another preset")
         if self.warned or self.best < self.GAINED:
             return round(spread, 5), None
         if spread < self.FROZEN * self.best:
@@ -66,14 +77,19 @@ class Preview(Hook):
 
     on_signal = False
     at_start = True
+    MIN_STEPS = 200  # the fewest steps after which a run whose samples are all still alike is told so
 
     def __init__(self, every: int, watch: bool):
         super().__init__(every)
         self.watch = CollapseWatch() if watch else None
 
     def start(self, loop) -> None:
-        if self.watch is not None and loop.state.step:  # resumed: the spreads the run had so far
-            self.watch = CollapseWatch(loop.run / "metrics.jsonl")
+        if self.watch is None:
+            return
+        n = len(next(iter(loop.state.fixed.values())))  # the preview's count of images
+        real = CollapseWatch.spread(loop.data.x[:n].float() / 255.0)
+        by_step = max(loop.total // 4, self.MIN_STEPS)  # a quarter into the run; a few-step smoke run is no verdict
+        self.watch = CollapseWatch(loop.run / "metrics.jsonl" if loop.state.step else None, real, by_step)
 
     def __call__(self, loop, ranks=None) -> dict:
         st, step = loop.state, loop.state.step

@@ -40,6 +40,8 @@ class RunLock:
 
     def __init__(self, run: Path):
         self.run, self.f, self.created = run, None, not run.exists()
+        # the folders above it that the lock makes (runs/ on a first run): removed with it when nothing was written
+        self.parents = [p for p in run.absolute().parents if not p.exists()]
 
     def __enter__(self) -> "RunLock":
         try:
@@ -70,6 +72,11 @@ class RunLock:
             if self.created and [p.name for p in self.run.iterdir()] == [self.NAME]:
                 (self.run / self.NAME).unlink(missing_ok=True)  # nothing was written: leave nothing behind
                 self.run.rmdir()
+                for p in self.parents:  # nearest first
+                    try:
+                        p.rmdir()
+                    except OSError:  # another run wrote there meanwhile
+                        break
             self.f.close()  # releases the flock
         return False
 
@@ -94,32 +101,12 @@ def truncate_metrics(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in keep))
 
 
-def prepare_run_dir(cfg, run: Path, resume: bool, allow_config_change: bool, progress: bool, world: int):
-    """Rank 0, before the first step: clean up after killed writes, find the state to resume from (None: start at
-    step 0), bring the logs back to it, and write the resolved config."""
-    removed = ckpt.clean_orphans(run)  # temp files of writes a killed process left (the run dir is locked: ours)
-    if removed and progress:
-        print(f"removed {len(removed)} unfinished checkpoint file(s) of an interrupted write", file=sys.stderr)
-    state = None
-    if resume and ckpt.latest_checkpoint(run) is None:  # guard_run_dir saw its config.json
-        # it stopped before its first checkpoint: nothing to restore, so it starts again from step 0
-        if progress:
-            print(f"{run} has no checkpoint yet: starting it from step 0", file=sys.stderr)
-        for p in [run / "metrics.jsonl", *(run / "samples").glob("step-*.png")]:
-            p.unlink(missing_ok=True)
-        shutil.rmtree(run / "tb", ignore_errors=True)
-    elif resume:
-        state = resume_state(cfg, run, allow_config_change, world)
-    with ckpt.writing(run / "config.json"):
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "samples").mkdir(exist_ok=True)
-        ckpt.write_json(run / "config.json", cfg.to_dict())  # resolved options, before training starts
-    return state
-
-
-def resume_state(cfg, run: Path, allow_config_change: bool, world: int) -> dict:
-    """The latest checkpoint, checked against this config and process count; the logs cut back to its step."""
-    path = ckpt.latest_checkpoint(run)
+def read_resume(cfg, run: Path, resume: bool, allow_config_change: bool, world: int) -> dict | None:
+    """Rank 0: the checkpoint to resume from (None: the run starts at step 0), checked against this config and
+    process count. It reads only: a refusal leaves the run dir as it was."""
+    path = ckpt.latest_checkpoint(run) if resume else None
+    if path is None:
+        return None
     state = ckpt.safe_load(path)
     # the run's config with today's defaults for keys added since it was written (they change nothing)
     changes = [c for c in config_mod.diff(config_mod.from_dict(json.loads(state["config"])).to_dict(), cfg.to_dict())
@@ -132,10 +119,28 @@ def resume_state(cfg, run: Path, allow_config_change: bool, world: int) -> dict:
         raise UserError(f"{path} was written by {written} process{'es' if written > 1 else ''} and this run has "
                         f"{world}: resume it with {written} (torchrun --nproc-per-node / --nnodes), or start a "
                         "new run")
-    step = int(state["step"])
-    truncate_metrics(run / "metrics.jsonl", step)
-    for p in (run / "samples").glob("step-*.png"):
-        if int(p.stem.split("-")[1]) > step:
-            p.unlink()
     state["_path"] = str(path)
     return state
+
+
+def prepare_run_dir(cfg, run: Path, resume: bool, step: int, progress: bool) -> None:
+    """Rank 0, once every check has passed: clean up after killed writes, bring the logs back to the step the run
+    resumes at (or clear them: a run resumed before its first checkpoint starts again at 0), write the config."""
+    removed = ckpt.clean_orphans(run)  # temp files of writes a killed process left (the run dir is locked: ours)
+    if removed and progress:
+        print(f"removed {len(removed)} unfinished checkpoint file(s) of an interrupted write", file=sys.stderr)
+    if resume and step == 0:  # guard_run_dir saw its config.json, and there is no checkpoint
+        if progress:
+            print(f"{run} has no checkpoint yet: starting it from step 0", file=sys.stderr)
+        for p in [run / "metrics.jsonl", *(run / "samples").glob("step-*.png")]:
+            p.unlink(missing_ok=True)
+        shutil.rmtree(run / "tb", ignore_errors=True)
+    elif resume:
+        truncate_metrics(run / "metrics.jsonl", step)
+        for p in (run / "samples").glob("step-*.png"):
+            if int(p.stem.split("-")[1]) > step:
+                p.unlink()
+    with ckpt.writing(run / "config.json"):
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "samples").mkdir(exist_ok=True)
+        ckpt.write_json(run / "config.json", cfg.to_dict())  # resolved options, before training starts

@@ -18,7 +18,7 @@ from ..hooks import (Artefacts, Best, Checkpoint, Evaluation, Evaluator, Hooks, 
                      monitor_data)
 from ..recipes import build_recipe
 from ..runtime import ThreadPolicy, keep_freed_memory, resolve_precision
-from .rundir import prepare_run_dir
+from .rundir import prepare_run_dir, read_resume
 from .state import TrainState
 from .step import autocast_for
 from .writer import Meter, NoWriter, Progress
@@ -85,23 +85,31 @@ def build(cfg, run: Path, d: dist_mod.Dist, threads: ThreadPolicy, resume: bool,
         raise UserError("nothing to do: set --steps or --epochs")
     st = make_state(cfg, recipe, data, batches, d)
     hooks, best = make_hooks(cfg, run, data, recipe, d, steps_per_epoch, extra_hooks)
-    state = d.run_on_rank0(functools.partial(prepare_run_dir, cfg, run, resume, allow_config_change, progress, d.world))
-    if state is not None:
-        st.load_state_dict(state, d.device, state["_path"])
+    restore(st, d.run_on_rank0(functools.partial(read_resume, cfg, run, resume, allow_config_change, d.world)),
+            total)
+    if st.step < total:  # every check has passed: now the run dir may change
+        d.run_on_rank0(functools.partial(prepare_run_dir, cfg, run, resume, st.step, progress))
     t = cfg.train
     head = (f"{cfg.name}: {d.device}, {t.precision} ({why}), {t.memory_format}, {threads.describe()}"
             f"{', torch.compile' if t.compile else ''}, {allocator}")
     return Loop(cfg, run, data, st, phases, total, steps_per_epoch, draws, hooks, best, threads, head)
 
 
+def restore(st: TrainState, state: dict | None, total: int) -> None:
+    """The resumed state into st (refused in one line where it does not fit), and a length that goes forward."""
+    if state is None:
+        return
+    st.load_state_dict(state, st.dist.device, state["_path"])
+    if st.step > total:
+        raise UserError(f"the run is at step {st.step}, past the {total} steps asked for: give more --steps (or "
+                        "--epochs) to continue it")
+
+
 def place_nets(cfg, recipe, d: dist_mod.Dist) -> str:
     """Resolve `auto` precision and memory format, move the networks to the device in that format, convert them to
     SyncBatchNorm where asked, and give each rank its random streams. Returns why the precision was chosen."""
     t, device = cfg.train, d.device
-    # `auto`: bf16 where the device computes it natively and the recipe's nets train well in it
-    t.precision, why = resolve_precision(t.precision, device, recipe.bf16_auto())
-    if t.memory_format == "auto":
-        t.memory_format = "channels_last" if t.precision == "bf16" and device.type == "cpu" else "contiguous"
+    t.precision, why, t.memory_format = resolve_auto(cfg, recipe, device)
     for m in recipe.nets.values():
         m.to(device, memory_format=memory_format(cfg))  # the format applies to 4-D (convolution) weights only
     if t.sync_batchnorm:
@@ -118,6 +126,17 @@ def place_nets(cfg, recipe, d: dist_mod.Dist) -> str:
         recipe.distribute(d.rank, d.world, shared)
         torch.manual_seed(dist_mod.rank_seed(t.seed, d.rank))
     return why
+
+
+def resolve_auto(cfg, recipe, device) -> tuple[str, str, str]:
+    """(precision, why, memory format) for this machine: `auto` precision is bf16 where the device computes it
+    natively and the recipe's nets train well in it; `auto` memory format is channels_last under bf16 on a CPU."""
+    t = cfg.train
+    precision, why = resolve_precision(t.precision, device, recipe.bf16_auto())
+    fmt = t.memory_format
+    if fmt == "auto":
+        fmt = "channels_last" if precision == "bf16" and device.type == "cpu" else "contiguous"
+    return precision, why, fmt
 
 
 def memory_format(cfg) -> torch.memory_format:

@@ -75,7 +75,8 @@ def tensorboard(run: Path, purge_step: int):
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return None
-    return SummaryWriter(str(run / "tb"), purge_step=purge_step or None)
+    # a resumed run keeps the events of its checkpoint's own step: only those after it are the dead run's to drop
+    return SummaryWriter(str(run / "tb"), purge_step=purge_step + 1 if purge_step else None)
 
 
 def read_png(path: Path):

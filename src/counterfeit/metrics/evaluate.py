@@ -72,6 +72,8 @@ def evaluate(source, metrics: list[str] | None = None, data: str | None = None, 
     from ..recipes.translation import Translation
     from ..sampling import load_generator
 
+    if n < 1:
+        raise UserError(f"--n must be at least 1, got {n}")
     src = Path(source)
     if src.suffix != ".npz" and loaded is None:
         loaded = load_generator(src)

@@ -28,7 +28,8 @@ import torch
 
 from ..data import to_float, to_uint8
 from ..errors import UserError
-from .spec import metric
+from . import scores  # noqa: F401  (registers fid and kid, which translations are scored with too)
+from .spec import metric, spec
 
 SSIM_SETTINGS = {"function": "skimage.metrics.structural_similarity", "gaussian_weights": True, "sigma": 1.5,
                  "K1": 0.01, "K2": 0.03, "use_sample_covariance": False, "data_range": 1.0,
@@ -104,6 +105,10 @@ def evaluate_translation(recipe, cfg, info, metrics: list[str] | None, n: int = 
     metrics = _checked(metrics if metrics is not None else default_metrics(recipe, data), recipe, cfg, data, direction)
     full = len(data)
     keep = min(n, full) if n else full
+    need = max((spec(m).min_samples, m) for m in metrics if m in ("fid", "kid")) if \
+        any(m in ("fid", "kid") for m in metrics) else (1, "")
+    if keep < need[0]:
+        raise UserError(f"{keep} test pair{'s' if keep != 1 else ''}; metric '{need[1]}' needs at least {need[0]}")
     p = _Pairs(recipe, data.subset(0, keep), direction)
     res: dict = {"provenance": {"checkpoint": info["path"], "step": info["step"], "recipe": cfg.model.recipe,
                                 "direction": direction, "net_mode": net_mode, "seed": seed,

@@ -8,6 +8,7 @@ import html
 import json
 from pathlib import Path
 
+from ..errors import UserError
 from .curves import read_metrics
 
 IMAGES = [("curves.png", "Training curves"), ("progress.gif", "Fixed-noise samples over training"),
@@ -38,7 +39,11 @@ def _fmt(v) -> str:
 
 def write_report(run_dir: Path) -> Path:
     run = Path(run_dir)
-    cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+    try:
+        cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{run / 'config.json'} is not valid JSON ({e}); the run's checkpoints hold its config: "
+                        "resume it to write the file again") from None
     rows = read_metrics(run / "metrics.jsonl")
     train_rows = [r for r in rows if "loss/D/total" in r]
     last = train_rows[-1] if train_rows else {}
