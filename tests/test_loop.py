@@ -243,3 +243,25 @@ def test_resume_is_bit_exact_with_recipe_state(recipe, same, tmp_path, mnist_dir
     equal = all(torch.equal(v, b["nets"][n][k]) for n in ("G", "D") for k, v in a["nets"][n].items())
     equal = equal and torch.equal(a["recipe"]["pool"]["images"], b["recipe"]["pool"]["images"])
     assert equal == same
+
+
+def test_a_second_sigterm_stops_at_once_with_143_not_130(tmp_path, mnist_dir, monkeypatch):
+    """The first signal asks for a stop at the step's end; a second one stops at once, and its exit code says which
+    signal it was (143 for SIGTERM, as docker stop and schedulers expect)."""
+    from counterfeit.errors import Interrupted
+    from counterfeit.loop import step as step_mod
+    from counterfeit.loop import train as loop_train
+
+    real = step_mod.run_step
+
+    def signalled_twice(st, phases, autocast):
+        if st.step == 3:  # inside a step, as a scheduler's two signals would land
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(st, phases, autocast)
+
+    monkeypatch.setattr(sys.modules["counterfeit.loop.fit"], "run_step", signalled_twice)  # (loop.fit: the function)
+    cfg = __import__("counterfeit").config.load_config("gan2014-mnist", tiny_overrides(mnist_dir, 12))
+    with pytest.raises(Interrupted) as e:
+        loop_train(cfg, tmp_path / "run", progress=False)
+    assert e.value.exit_code == 143 and "interrupted at step 3" in str(e.value)

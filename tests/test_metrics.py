@@ -238,3 +238,18 @@ def test_memorisation_check_tells_copies_from_new_real_digits(digits):
     noise = memorisation(torch.randint(0, 256, (500, 1, 28, 28), dtype=torch.uint8), train_x, test_x)
     assert noise["copies"] == 0.0 and noise["ratio"] > 2
     assert real["test_quantiles"]["0.01"] == round(real["test_p01"], 4) and real["n_train"] == 3000
+
+
+def test_fid_says_what_its_interval_is_and_warns_at_small_n():
+    from counterfeit.metrics.spec import Features, spec
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(3000, 8, generator=g, dtype=torch.float64)
+    fake = torch.randn(100, 8, generator=g, dtype=torch.float64) * 1.1
+    ex = type("Ex", (), {"domain": True})()
+    r = spec("fid").compute(Features(fake, fake[:, :2], real, real[:, :2], ex, seed=0, n_boot=20))
+    assert "percentile bootstrap" in r["ci95_kind"]
+    lines = spec("fid").fmt(r)
+    assert "bootstrap 95%" in lines[0] and len(lines) == 2 and "n=100: FID is biased upward" in lines[1]
+    big = spec("fid").compute(Features(real[:2500] * 1.1, real[:2500, :2], real, real[:, :2], ex, n_boot=0))
+    assert len(spec("fid").fmt(big)) == 1

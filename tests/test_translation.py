@@ -278,3 +278,20 @@ def test_the_presets_for_your_own_data_train_at_the_images_own_size(preset, fixt
     if preset == "pix2pix-folder":
         assert cfg["data"]["direction"] == "AtoB"  # the input on the left
     assert "warning: data.image_size" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset,layout", [("pix2pix-folder", ("train", "test")),
+                                           ("cyclegan-folder", ("trainA", "trainB", "testA", "testB"))])
+def test_a_translation_set_of_one_image_trains_and_previews(preset, layout, tmp_path, digits):
+    """A test split of one image (or one pair) gives a one-row preview, not a traceback."""
+    a = digits32(digits, 1)[0]
+    for sub in layout:
+        (tmp_path / "d" / sub).mkdir(parents=True)
+        img = np.concatenate([a, 255 - a], 1) if preset.startswith("pix2pix") else a
+        save_png(img, tmp_path / "d" / sub / "0.png")
+    run = tmp_path / "r"
+    sets = ["model.width_g=4", "model.width_d=4", "model.n_blocks=1", "train.batch_size=1"]
+    assert main(["train", preset, "--data", str(tmp_path / "d"), "--out", str(run), "--steps", "2", "--no-progress",
+                 *[x for s in sets for x in ("--set", s)]]) == 0
+    with Image.open(run / "samples" / "step-00000002.png") as im:
+        assert im.size[0] > 3 * 32 and im.size[1] >= 32

@@ -133,9 +133,10 @@ def fit(loop: Loop) -> RunResult:
                 raise Interrupted(f"{signal.Signals(stop.signum).name} at step {st.step}: checkpoint "
                                   f"{ckpt.latest_checkpoint(loop.run)} written (continue with --resume)",
                                   128 + stop.signum)
-    except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler could be installed
+    except KeyboardInterrupt as e:  # a second signal, or Ctrl-C where no handler could be installed
+        code = 128 + getattr(e, "signum", signal.SIGINT)
         raise Interrupted(f"interrupted at step {st.step}; last checkpoint: "
-                          f"{ckpt.latest_checkpoint(loop.run) or 'none'} (continue with --resume)", 130) from None
+                          f"{ckpt.latest_checkpoint(loop.run) or 'none'} (continue with --resume)", code) from None
     finally:
         loop.writer.close()
         loop.progress.close()

@@ -10,6 +10,14 @@ from dataclasses import dataclass
 from .. import dist as dist_mod
 
 
+class SecondSignal(KeyboardInterrupt):
+    """A second SIGINT / SIGTERM: stop at once (its number says which exit code: 128 + signum)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 class StopSignals:
     """SIGINT / SIGTERM ask the loop to stop at the end of the current step (a checkpoint is written there); a second
     signal stops at once. Installed only in the main thread (signal handlers cannot be set elsewhere).
@@ -32,7 +40,7 @@ class StopSignals:
     def _handle(self, signum, frame):
         if self.signum is not None:
             if self.second_stops:
-                raise KeyboardInterrupt  # the second signal: now
+                raise SecondSignal(signum)  # the second signal: now
             return
         self.signum = signum
 

@@ -109,6 +109,10 @@ def load_extractor(name: str, path: str | Path | None = None, expected_sha256: s
     if path is None:
         if name not in m:
             known = ", ".join(sorted(m)) or "none"
+            if Path(name).expanduser().exists():  # a user's own images: no labels to train a classifier on
+                raise UserError(f"no bundled classifier knows the images in {name} (bundled: {known}); score them "
+                                "in Inception's features instead (evaluate --features inception --inception "
+                                "WEIGHTS), or train with train.eval_every=0")
             raise UserError(f"no bundled classifier for '{name}' (bundled: {known}); "
                             f"train one with `counterfeit classifier train --data {name}`")
         path = _weights_root() / m[name]["file"]

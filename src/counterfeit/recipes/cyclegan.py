@@ -96,7 +96,7 @@ class CycleGAN(Translation):
     def preview(self, fixed, nets):
         # one example per row here: the six columns already show both directions
         cols = self.preview_columns(fixed, nets)
-        n = min(len(c) for c in cols) // 2
+        n = max(1, min(len(c) for c in cols) // 2)  # at least the one example a tiny test split holds
         return torch.stack([cols[j][i] for i in range(n) for j in range(6)]), 6
 
     def state_dict(self):

@@ -167,6 +167,8 @@ class Translation(Recipe):
         cols = self.preview_columns(fixed, nets)
         per = len(cols)
         n = min(len(c) for c in cols)
+        if n < 2:  # a single held-out example: one row of its own
+            return torch.stack([c[0] for c in cols]), per
         # two examples side by side per row: [a | G(a) | b] [a' | G(a') | b'] ...
         order = [cols[j][i] for r in range(0, n - 1, 2) for i in (r, r + 1) for j in range(per)]
         return torch.stack(order), 2 * per
