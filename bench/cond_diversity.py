@@ -1,8 +1,8 @@
 """Diagnostic: does a conditional generator use its noise? Within-class pixel spread against real digits.
 
-    COUNTERFEIT_DATA=../shared/datasets python bench/cond_diversity.py --steps 1500 \
+    COUNTERFEIT_DATA=../shared/datasets python -m bench.cond_diversity --steps 1500 \
         --variant concat= --variant cbn=model.g_cond=cbn [--preset cgan-mnist] [--threads 1]
-    COUNTERFEIT_DATA=../shared/datasets python bench/cond_diversity.py --runs [NAME=]RUN ...   # score existing runs
+    COUNTERFEIT_DATA=../shared/datasets python -m bench.cond_diversity --runs [NAME=]RUN ...   # score existing runs
 
 Each variant is `NAME=OVERRIDE[,OVERRIDE...]` on the preset (cgan-mnist by default), trained for --steps G updates
 from seed 0 (in-training Parzen monitor off). Then for each run: 100 samples per class (one label, 100 noise
@@ -26,8 +26,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from gan2014_mnist import machine  # noqa: E402
+from bench.harness import machine  # noqa: E402
 
 from counterfeit import config  # noqa: E402
 from counterfeit.data import load_data  # noqa: E402
@@ -115,12 +114,12 @@ def main(argv=None) -> int:
         row = score(run)
         if trained:
             row.update(trained)
-            row["command"] = (f"COUNTERFEIT_DATA=../shared/datasets python bench/cond_diversity.py --preset "
+            row["command"] = (f"COUNTERFEIT_DATA=../shared/datasets python -m bench.cond_diversity --preset "
                               f"{args.preset} --steps {args.steps} --variant {name}={','.join(trained['overrides'])}"
                               + (f" --threads {args.threads}" if args.threads else ""))
         else:  # rescoring a run: keep what the entry says about how it was trained
             row = {**doc["runs"].get(name, {}), **row,
-                   "scored_by": f"COUNTERFEIT_DATA=../shared/datasets python bench/cond_diversity.py --runs {name}={run}"}
+                   "scored_by": f"COUNTERFEIT_DATA=../shared/datasets python -m bench.cond_diversity --runs {name}={run}"}
         row["machine"], row["date"] = machine(), time.strftime("%Y-%m-%d %H:%M")
         doc["runs"][name] = row
         print(json.dumps({"run": name, **{k: v for k, v in row.items() if k != "machine"}}), flush=True)

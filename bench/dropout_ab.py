@@ -1,6 +1,6 @@
 """Benchmark: the two changes to the tutorial D of issue 16, each on and off, interleaved in one process.
 
-    python bench/dropout_ab.py [--rounds 5] [--steps 5]
+    python -m bench.dropout_ab [--rounds 5] [--steps 5]
 
 The hand-written bf16 channels_last joint step of bench/speed.py (tutorial DCGAN, batch 256) with:
   dropout   "16-bit" (four masks per 64-bit integer draw; tried and reverted: the README's main job collapsed on
@@ -23,9 +23,8 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import speed  # noqa: E402
-from gan2014_mnist import machine  # noqa: E402
+from bench import speed  # noqa: E402
+from bench.harness import machine  # noqa: E402
 
 from counterfeit.nets import layers  # noqa: E402
 
@@ -83,7 +82,7 @@ def main(argv=None) -> int:
     rows = {k: {"s_per_step": v, "median_s": statistics.median(v),
                 "time_ratio_to_before": round(statistics.median(v) / before, 3)} for k, v in times.items()}
     doc = {"about": __doc__.split("\n\n", 2)[1].strip(), "machine": machine(),
-           "date": time.strftime("%Y-%m-%d %H:%M"), "command": "python bench/dropout_ab.py " + " ".join(argv or sys.argv[1:]),
+           "date": time.strftime("%Y-%m-%d %H:%M"), "command": "python -m bench.dropout_ab " + " ".join(argv or sys.argv[1:]),
            "rows": rows}
     Path(args.result).write_text(json.dumps(doc, indent=1) + "\n")
     for k, v in rows.items():

@@ -1,6 +1,6 @@
 """Benchmark: time to evaluate 10,000 generated images (features + FID, KID, IS, precision/recall, classes).
 
-    COUNTERFEIT_DATA=../shared/datasets python bench/eval_speed.py RUN_DIR [--data mnist]
+    COUNTERFEIT_DATA=../shared/datasets python -m bench.eval_speed RUN_DIR [--data mnist]
 
 Real-set features are computed first and cached (timed separately, as `real_features_s`); the figure that
 counts is `generated_eval_s`: 10,000 generated images through the bundled classifier and every metric.
@@ -17,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gan2014_mnist import machine  # noqa: E402
+from bench.harness import machine  # noqa: E402
 
 from counterfeit.metrics.evaluate import FEATURE_METRICS, evaluate_images, real_features, real_features_cached  # noqa: E402
 from counterfeit.metrics.features import load_extractor  # noqa: E402
@@ -42,7 +41,7 @@ def main(argv=None) -> int:
     t = time.time()
     res = evaluate_images(fake, args.data, FEATURE_METRICS, extractor=ex)
     total = time.time() - t
-    out = {"command": f"COUNTERFEIT_DATA=../shared/datasets python bench/eval_speed.py {args.run} --data {args.data}",
+    out = {"command": f"COUNTERFEIT_DATA=../shared/datasets python -m bench.eval_speed {args.run} --data {args.data}",
            "machine": machine(), "n_generated": args.n, "generated_eval_s": round(total, 2),
            "real_features_s": round(real_s, 2), "real_features_were_cached": cached,
            "seconds_by_part": res["seconds"],

@@ -1,6 +1,6 @@
 """Benchmark: train each GAN-family preset for the same wall-clock CPU budget, then score it offline.
 
-    COUNTERFEIT_DATA=../shared/datasets python bench/family.py [--minutes 3] [--only dcgan-fashion,vae-fashion]
+    COUNTERFEIT_DATA=../shared/datasets python -m bench.family [--minutes 3] [--only dcgan-fashion,vae-fashion]
 
 Every preset runs as shipped (its own batch, optimizer, k, schedule), cut by `train.max_minutes`; the in-training
 Parzen monitor is off so no preset pays for it. Then 10,000 samples (from the EMA generator where the preset keeps
@@ -30,8 +30,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from gan2014_mnist import machine  # noqa: E402
+from bench.harness import machine  # noqa: E402
 
 from counterfeit import config  # noqa: E402
 from counterfeit.checkpoint import latest_checkpoint, safe_load  # noqa: E402
@@ -72,7 +71,7 @@ def image_row(name: str, n: int, seed: int) -> dict:
     save_grid(imgs[:100], png, nrow=10)
     return {"preset": name, "description": what, "data": ref, "n_generated": n, **_entry(r),
             "grid": str(png.relative_to(HERE.parent)),
-            "command": f"COUNTERFEIT_DATA=../shared/datasets python bench/family.py --only {name}"}
+            "command": f"COUNTERFEIT_DATA=../shared/datasets python -m bench.family --only {name}"}
 
 
 def robustness(presets: dict) -> dict:
@@ -120,7 +119,7 @@ def run_one(name: str, minutes: float, work: Path, n: int, seed: int, rescore: b
         "budget_minutes": minutes, "train_wall_s": round(wall, 1), "steps": steps, "images_seen": images_seen,
         "epochs": round(images_seen / len(load_data(cfg.data.name, cfg.data.split)), 2),
         "ema": info["ema"], "n_generated": n, "eval_s": round(eval_s, 1), **_entry(r),
-        "command": f"COUNTERFEIT_DATA=../shared/datasets python bench/family.py --minutes {minutes:g} --only {name}",
+        "command": f"COUNTERFEIT_DATA=../shared/datasets python -m bench.family --minutes {minutes:g} --only {name}",
     }
     if "elbo" in r:
         entry["elbo"] = r["elbo"]["elbo"]

@@ -1,7 +1,7 @@
 """Benchmark (issue 17): the 2014 GAN trained as long as its authors did, its checkpoint picked on validation digits.
 
-    COUNTERFEIT_DATA=../shared/datasets python bench/gan2014_long.py [--minutes M] [--run DIR]   # a sitting
-    COUNTERFEIT_DATA=../shared/datasets python bench/gan2014_long.py --score-only                # record as it stands
+    COUNTERFEIT_DATA=../shared/datasets python -m bench.gan2014_long [--minutes M] [--run DIR]   # a sitting
+    COUNTERFEIT_DATA=../shared/datasets python -m bench.gan2014_long --score-only                # record as it stands
 
 Why: Table 1's 225 +- 2 nats came from the authors' mnist.yaml (goodfeli/adversarial), which has no termination
 criterion (it ran until stopped, saving every epoch), divides the learning rate by 1.000004 after every update (a
@@ -41,8 +41,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from gan2014_mnist import machine  # noqa: E402
+from bench.harness import machine  # noqa: E402
 
 from counterfeit import config  # noqa: E402
 from counterfeit.checkpoint import latest_checkpoint, safe_load  # noqa: E402
@@ -94,7 +93,7 @@ def quick(preset: str, minutes: float, work: Path, result: Path) -> dict:
     row = {"preset": preset, "minutes": minutes, "steps": res.step, "train_s": round(res.wall_s, 1),
            "overrides": ["data.split=paper-train", f"train.max_minutes={minutes}"], **score(res.checkpoint),
            "epoch": res.step * cfg.train.batch_size / 50000,  # the preset's own batch, not the 2014 GAN's 100
-           "machine": machine(), "command": f"COUNTERFEIT_DATA=../shared/datasets python bench/gan2014_long.py "
+           "machine": machine(), "command": f"COUNTERFEIT_DATA=../shared/datasets python -m bench.gan2014_long "
                                             f"--quick {preset} --quick-minutes {minutes:g}"}
     doc = json.loads(result.read_text()) if result.is_file() else {}
     doc.setdefault("fifteen_minutes", {})[preset if minutes == 15 else f"{preset}@{minutes:g}min"] = row
@@ -338,7 +337,7 @@ def main(argv=None) -> int:
     run = Path(args.run)
     if not args.score_only:
         sitting(run, args.minutes)
-    command = "COUNTERFEIT_DATA=../shared/datasets python bench/gan2014_long.py --minutes M (repeated)"
+    command = "COUNTERFEIT_DATA=../shared/datasets python -m bench.gan2014_long --minutes M (repeated)"
     record(run, Path(args.result), command)
     return 0
 

@@ -1,6 +1,6 @@
 """Benchmark: train the paper's GAN (preset gan2014-mnist) on full MNIST and score it with the Parzen protocol.
 
-    COUNTERFEIT_DATA=../shared/datasets python bench/gan2014_mnist.py [--epochs N] [--resume]
+    COUNTERFEIT_DATA=../shared/datasets python -m bench.gan2014_mnist [--epochs N] [--resume]
 
 Writes bench/results/gan2014-mnist.json: the command, the machine, wall time, epochs, the final Parzen estimate
 (10,000 samples, sigma cross-validated on train[50000:51000], scored on the 10,000 test digits), the curve of the
@@ -28,18 +28,9 @@ from counterfeit.sampling import generate, load_generator
 from counterfeit.loop import train
 from counterfeit.viz.curves import read_metrics
 
+from bench.harness import machine
+
 HERE = Path(__file__).resolve().parent
-
-
-def machine() -> dict:
-    from counterfeit.runtime import cpu_flags, cpu_model, native_bf16
-
-    flags = cpu_flags()
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "cpu_flags": sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "fma"))),
-            "native_bf16": native_bf16(torch.device("cpu"))[1]}
 
 
 def main(argv=None) -> int:
@@ -82,7 +73,7 @@ def main(argv=None) -> int:
              for r in rows if "parzen/monitor" in r]
     steps_per_epoch = 50000 // cfg.train.batch_size
     out = {
-        "command": "COUNTERFEIT_DATA=../shared/datasets python bench/gan2014_mnist.py"
+        "command": "COUNTERFEIT_DATA=../shared/datasets python -m bench.gan2014_mnist"
                    + (f" --epochs {args.epochs}" if args.epochs else "") + (" --evaluate-only" if args.evaluate_only else ""),
         "machine": machine(),
         "preset": "gan2014-mnist",

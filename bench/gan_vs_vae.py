@@ -1,8 +1,8 @@
 """Benchmark: GAN (2014 MLP), DCGAN and VAE side by side on MNIST and Fashion-MNIST, same CPU budget, same metrics.
 
-    COUNTERFEIT_DATA=../shared/datasets python bench/family.py --minutes 2 --only gan2014-mnist,dcgan-mnist,\
+    COUNTERFEIT_DATA=../shared/datasets python -m bench.family --minutes 2 --only gan2014-mnist,dcgan-mnist,\
 vae-mnist,vae-conv-mnist,gan2014-fashion,dcgan-fashion,vae-fashion
-    COUNTERFEIT_DATA=../shared/datasets python bench/gan_vs_vae.py
+    COUNTERFEIT_DATA=../shared/datasets python -m bench.gan_vs_vae
 
 Takes the runs that bench/family.py trained (bench/_work/family/PRESET) and its feature-space scores
 (bench/results/family.json), and adds what contrasts implicit and explicit density models: a Parzen-window
@@ -23,8 +23,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from gan2014_mnist import machine  # noqa: E402
+from bench.harness import machine  # noqa: E402
 
 from counterfeit.metrics.evaluate import evaluate_parzen  # noqa: E402
 from counterfeit.sampling import generate, load_generator  # noqa: E402
@@ -38,7 +37,7 @@ KEEP = ("fid", "kid", "is", "precision", "recall", "density", "coverage", "class
 def main() -> int:
     family = json.loads((HERE / "results" / "family.json").read_text())["presets"]
     out = {"about": __doc__.split("\n\n", 2)[2].strip(), "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
-           "command": "COUNTERFEIT_DATA=../shared/datasets python bench/gan_vs_vae.py (after bench/family.py)",
+           "command": "COUNTERFEIT_DATA=../shared/datasets python -m bench.gan_vs_vae (after bench/family.py)",
            "datasets": {}}
     for data, models in SIDES.items():
         rows = []

@@ -1,6 +1,6 @@
 """Benchmark: how the bundled Fashion-MNIST classifier's precision/recall (k = 3) react to small changes of real images.
 
-    COUNTERFEIT_DATA=../shared/datasets python bench/metric_sensitivity.py
+    COUNTERFEIT_DATA=../shared/datasets python -m bench.metric_sensitivity
 
 10,000 real training images, perturbed, scored against the test split as if they were generated: a check that the
 feature space reads detail (blur, noise, a grey background) and not only class. Results:
@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from gan2014_mnist import machine  # noqa: E402
+from bench.harness import machine  # noqa: E402
 
 from counterfeit.data import load_data  # noqa: E402
 from counterfeit.metrics.evaluate import real_features  # noqa: E402
@@ -55,7 +54,7 @@ def main() -> int:
         print(f"{name:34s} " + "  ".join(f"{k} {v:.3f}" for k, v in rows[name].items()), flush=True)
     doc = {"about": __doc__.split("\n\n", 2)[2].strip(), "rows": rows, "machine": machine(),
            "date": time.strftime("%Y-%m-%d %H:%M"),
-           "command": "COUNTERFEIT_DATA=../shared/datasets python bench/metric_sensitivity.py"}
+           "command": "COUNTERFEIT_DATA=../shared/datasets python -m bench.metric_sensitivity"}
     (HERE / "results" / "metric-sensitivity.json").write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 

@@ -1,6 +1,6 @@
 """Benchmark: the Parzen-window estimate's speed, as the long 2014 run's monitor and Table 1's evaluation use it.
 
-    COUNTERFEIT_DATA=../shared/datasets python bench/parzen_speed.py [--rounds 3]
+    COUNTERFEIT_DATA=../shared/datasets python -m bench.parzen_speed [--rounds 3]
 
 Two jobs on real MNIST digits standing in for samples (train[0:10000]):
   monitor   10,000 samples scored on the 10,000 validation digits train[50000:60000] at the paper's 10 sigmas
@@ -24,8 +24,7 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from gan2014_mnist import machine  # noqa: E402
+from bench.harness import machine  # noqa: E402
 
 from counterfeit.data import load_data  # noqa: E402
 from counterfeit.metrics.parzen import PAPER_SIGMAS, flat_pixels, parzen_log_likelihoods  # noqa: E402
@@ -65,7 +64,7 @@ def main(argv=None) -> int:
     train = load_data("mnist", "train")
     samples, valid, test = train.x[:10000], train.x[50000:60000], load_data("mnist", "test").x
     impls = {"counterfeit": parzen_log_likelihoods, "logsumexp_reference": logsumexp_reference}
-    out = {"command": f"COUNTERFEIT_DATA=../shared/datasets python bench/parzen_speed.py --rounds {args.rounds}",
+    out = {"command": f"COUNTERFEIT_DATA=../shared/datasets python -m bench.parzen_speed --rounds {args.rounds}",
            "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(),
            "about": __doc__.split("\n\n")[1].strip(), "jobs": {}}
     for name, job in jobs(samples, valid, valid[:1000], test).items():

@@ -1,7 +1,7 @@
 """Benchmark: steps per second of one DCGAN training step (D then G, non-saturating loss, Adam) in fp32 and under
 bfloat16 autocast, for the Radford nets at 28x28 with and without the extra 3x3 blocks, measured in one run.
 
-    python bench/precision_speed.py [--steps 60] [--threads 2]
+    python -m bench.precision_speed [--steps 60] [--threads 2]
 
 Synthetic inputs (the data loader is not what is measured); the figures are ratios within one run: the machine is
 shared and absolute rates move by 20% between runs. Results: bench/results/precision-speed.json.
@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from gan2014_mnist import machine  # noqa: E402
+from bench.harness import machine  # noqa: E402
 
 from counterfeit.nets.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init_  # noqa: E402
 
@@ -73,7 +72,7 @@ def main(argv=None) -> int:
         print(json.dumps(row), flush=True)
     doc = {"about": __doc__.split("\n\n", 2)[2].strip(), "batch": 64, "steps": args.steps, "threads": args.threads,
            "rows": rows, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
-           "command": f"python bench/precision_speed.py --steps {args.steps} --threads {args.threads}"}
+           "command": f"python -m bench.precision_speed --steps {args.steps} --threads {args.threads}"}
     Path(args.result).write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 

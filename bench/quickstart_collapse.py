@@ -1,6 +1,6 @@
 """Why the README's main job (`quickstart`, the 2014 GAN on the embedded digits) sometimes collapses: a diagnosis.
 
-    python bench/quickstart_collapse.py [--steps 4500] [--every 500] [--masks both|16] [--set KEY=VALUE ...]
+    python -m bench.quickstart_collapse [--steps 4500] [--every 500] [--masks both|16] [--set KEY=VALUE ...]
 
 Trains `quickstart` (seed 0) twice, alone and one after the other: with the dropout masks as shipped (fp32
 uniforms) and with the 16-bit masks of bench/dropout_ab.py (tried for issue 16, reverted: with them seed 0
@@ -25,9 +25,8 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from dropout_ab import sixteen_bit_dropout  # noqa: E402
-from gan2014_mnist import machine  # noqa: E402
+from bench.dropout_ab import sixteen_bit_dropout  # noqa: E402
+from bench.harness import machine  # noqa: E402
 
 from counterfeit import config  # noqa: E402
 from counterfeit.checkpoint import list_checkpoints  # noqa: E402
@@ -88,7 +87,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     shipped = layers.Dropout.forward
     res = {"about": __doc__.split("\n\n")[2].strip(), "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
-           "command": "python bench/quickstart_collapse.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "command": "python -m bench.quickstart_collapse " + " ".join(argv if argv is not None else sys.argv[1:]),
            "overrides": args.set, "runs": {}}
     try:
         variants = (("fp32-uniform masks (as shipped)", shipped), ("16-bit masks (reverted)", sixteen_bit_dropout))

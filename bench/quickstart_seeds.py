@@ -1,6 +1,6 @@
 """Benchmark: how often the README's main job works. `counterfeit train quickstart` over seeds, each scored.
 
-    python bench/quickstart_seeds.py [--seeds 0-7] [--masks shipped|16] [--n 5000]
+    python -m bench.quickstart_seeds [--seeds 0-7] [--masks shipped|16] [--n 5000]
 
 Per seed, one process at a time, as a user runs them: `counterfeit train quickstart --seed S --out RUN
 --no-progress`, then `counterfeit evaluate RUN --n N --metrics fid,kid,classes --json F` (the bundled MNIST
@@ -32,8 +32,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from gan2014_mnist import machine  # noqa: E402
+from bench.harness import machine, with_root  # noqa: E402
 
 
 def seeds_arg(text: str) -> list[int]:
@@ -49,9 +48,9 @@ def collapsed(row: dict) -> bool:
 
 
 # the training process with the 16-bit dropout masks of bench/dropout_ab.py (tried for issue 16 and reverted)
-SIXTEEN_BIT = ("import sys; sys.path.insert(0, %r); from dropout_ab import sixteen_bit_dropout; "
+SIXTEEN_BIT = ("import sys; from bench.dropout_ab import sixteen_bit_dropout; "
                "from counterfeit.nets import layers; layers.Dropout.forward = sixteen_bit_dropout; "
-               "from counterfeit.cli.__main__ import main; sys.exit(main(sys.argv[1:]))" % str(HERE))
+               "from counterfeit.cli.__main__ import main; sys.exit(main(sys.argv[1:]))")
 
 
 def one_seed(seed: int, env: dict, n: int, tmp: Path, masks: str) -> dict:
@@ -59,7 +58,7 @@ def one_seed(seed: int, env: dict, n: int, tmp: Path, masks: str) -> dict:
     cmd = ["counterfeit"] if masks == "shipped" else [sys.executable, "-c", SIXTEEN_BIT]
     t = time.time()
     tr = subprocess.run(cmd + ["train", "quickstart", "--seed", str(seed), "--out", str(run), "--no-progress"],
-                        env=env, capture_output=True, text=True, timeout=3600)
+                        env={**env, "PYTHONPATH": with_root(env)}, capture_output=True, text=True, timeout=3600)
     train_s = time.time() - t
     if tr.returncode:
         raise RuntimeError(f"seed {seed}: training failed: {tr.stderr.strip().splitlines()[-1:]}")
@@ -105,7 +104,7 @@ def main(argv=None) -> int:
     key = ("shipped masks" if args.masks == "shipped" else "16-bit masks") + \
         ("" if args.seeds == "0-7" else f", seeds {args.seeds}")
     doc[key] = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
-                "command": "python bench/quickstart_seeds.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "command": "python -m bench.quickstart_seeds " + " ".join(argv if argv is not None else sys.argv[1:]),
                 "seeds": rows, "collapsed": f"{sum(r['collapsed'] for r in rows)} of {len(rows)}"}
     path.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"{doc[key]['collapsed']} collapsed; wrote {path}")

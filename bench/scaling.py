@@ -1,6 +1,6 @@
 """Benchmark: training throughput in one process against several under torchrun (DDP), and the all-reduce's share.
 
-    python bench/scaling.py [--steps 40] [--presets gan2014-mnist,dcgan-tf-mnist] [--nproc 2]
+    python -m bench.scaling [--steps 40] [--presets gan2014-mnist,dcgan-tf-mnist] [--nproc 2]
 
 For each preset, on real MNIST: images per second (global batch x minibatches per step / seconds per step, taken
 from the run's metrics.jsonl `time` column after the first row, so start-up and the first steps are left out) for
@@ -28,8 +28,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-from gan2014_mnist import machine  # noqa: E402
+from bench.harness import machine  # noqa: E402
 
 
 def _port() -> int:
@@ -130,7 +129,7 @@ def main(argv=None) -> int:
     p.add_argument("--result", default=str(HERE / "results" / "scaling.json"))
     args = p.parse_args(argv)
     doc = {"about": __doc__.split("\n\n", 2)[2].strip(), "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
-           "command": "python bench/scaling.py " + " ".join(argv), "device": args.device,
+           "command": "python -m bench.scaling " + " ".join(argv), "device": args.device,
            "gpu": (torch.cuda.get_device_name(0) if torch.cuda.is_available() else
                    "none: no CUDA device on this machine, and the device tool lent none to this session"),
            "presets": {}}

@@ -2,12 +2,12 @@
 own code, as shares of the machine's measured matmul peak, in fp32 / bf16 / torch.compile; and two trainings at
 once on the cores (issue 16).
 
-    python bench/speed.py [--rounds 2] [--tf-venv .bench-venv/tf] [--no-tf] [--only dcgan,gan2014,curves,profile,load]
-    python bench/speed.py --only gemm --no-tf   # the ceiling the 2014 GAN's matmul shapes put on its step
-    python bench/speed.py --only onednn         # the DCGAN step per oneDNN primitive, torch against TensorFlow
-    python bench/speed.py --only conv_kernels --no-tf   # its big convolutions alone, per pass, dtype and layout
-    python bench/speed.py --only dcgan_ceiling  # TensorFlow's step against the oneDNN work in torch's
-    python bench/speed.py --only malloc         # glibc's malloc as it comes against counterfeit's setting
+    python -m bench.speed [--rounds 2] [--tf-venv .bench-venv/tf] [--no-tf] [--only dcgan,gan2014,curves,profile,load]
+    python -m bench.speed --only gemm --no-tf   # the ceiling the 2014 GAN's matmul shapes put on its step
+    python -m bench.speed --only onednn         # the DCGAN step per oneDNN primitive, torch against TensorFlow
+    python -m bench.speed --only conv_kernels --no-tf   # its big convolutions alone, per pass, dtype and layout
+    python -m bench.speed --only dcgan_ceiling  # TensorFlow's step against the oneDNN work in torch's
+    python -m bench.speed --only malloc         # glibc's malloc as it comes against counterfeit's setting
 
 Rows, all measured in this one run, interleaved by round (the machine is shared: compare ratios, not absolutes):
   peak        GFLOP/s, fp32 and (where the CPU has it natively) bf16: the best of three big kernels (kernel_peaks);
@@ -51,8 +51,7 @@ import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-from gan2014_mnist import machine  # noqa: E402
+from bench.harness import machine, with_root  # noqa: E402
 
 from counterfeit import config, runtime  # noqa: E402
 from counterfeit.nets.layers import Maxout  # noqa: E402
@@ -461,11 +460,11 @@ def conv_kernels(reps: int = 10) -> dict:
 def verbose_torch_step(levers: list[str], steps: int, keep_freed: bool) -> dict:
     """The eager tutorial-DCGAN step with `levers` in a fresh process under ONEDNN_VERBOSE (with the allocator as the
     loop sets it where keep_freed): onednn_table of its last `steps` steps."""
-    code = ("import sys, torch; sys.path.insert(0, %r); import speed; %storch.set_num_threads(%d); "
+    code = ("import sys, torch; from bench import speed; %storch.set_num_threads(%d); "
             "step = speed.eager_step('dcgan', set(%r), speed.mnist_batch(256)); [step() for _ in range(%d)]"
-            % (str(HERE), "speed.keep_freed_memory(); " if keep_freed else "", torch.get_num_threads(), levers,
-               2 * steps))
-    r = subprocess.run([sys.executable, "-c", code], env={**os.environ, "ONEDNN_VERBOSE": "1"}, capture_output=True,
+            % ("speed.keep_freed_memory(); " if keep_freed else "", torch.get_num_threads(), levers, 2 * steps))
+    env = {**os.environ, "ONEDNN_VERBOSE": "1", "PYTHONPATH": with_root(os.environ)}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                        text=True, timeout=900)
     if r.returncode:
         raise RuntimeError(f"verbose torch step failed: {r.stderr.strip().splitlines()[-1:]}")
@@ -589,9 +588,9 @@ def malloc_rows(rounds: int, labels: list[str], tf: tuple[Path, Path] | None, st
                                                        "MALLOC_MMAP_THRESHOLD_": str(runtime.MMAP_ABOVE)}
                     r = {"s_per_step": tf_step(tf[0], tf[1], steps_tf, 3, env)["s_per_step"]}
                 else:
-                    cmd = [sys.executable, str(Path(__file__).resolve()), "--malloc-child", label]
+                    cmd = [sys.executable, "-m", "bench.speed", "--malloc-child", label]
                     env = {**os.environ, "COUNTERFEIT_MALLOC": "system" if mode == "system" else "",
-                           "COUNTERFEIT_NO_TENSORBOARD": "1"}
+                           "COUNTERFEIT_NO_TENSORBOARD": "1", "PYTHONPATH": with_root(os.environ)}
                     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
                     if p.returncode:
                         raise RuntimeError(f"malloc row {label} failed: {p.stderr.strip()[-400:]}")
@@ -650,7 +649,7 @@ def main(argv=None) -> int:
     cpu = torch.device("cpu")
     has_bf16 = native_bf16(cpu)[0]
     doc = {"about": __doc__.split("\n\n", 2)[2].strip(), "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
-           "command": "python bench/speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "command": "python -m bench.speed " + " ".join(argv if argv is not None else sys.argv[1:]),
            "gpu": (torch.cuda.get_device_name(0) if torch.cuda.is_available() else
                    "none: no CUDA device on this machine, and the device tool lent none to this session")}
     peaks = kernel_peaks(bf16=has_bf16)

@@ -1,6 +1,6 @@
 """Benchmark: modes captured and high-quality share on the 2D ring (8) and grid (25) mixtures, over 5 seeds.
 
-    python bench/toy2d.py [--presets toy2d-gan,toy2d-pacgan4] [--seeds 5] [--drs]
+    python -m bench.toy2d [--presets toy2d-gan,toy2d-pacgan4] [--seeds 5] [--drs]
 
 Protocol of VEEGAN / PacGAN: after training, 2,500 samples from G; a sample is high quality when within 3 standard
 deviations of its nearest mode (ring: std 0.01; grid: std 0.05); a mode is captured when at least 2,500 / (50 K)
@@ -24,8 +24,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from gan2014_mnist import machine  # noqa: E402
+from bench.harness import machine  # noqa: E402
 
 from counterfeit import config  # noqa: E402
 from counterfeit.data.toy import toy_modes as mixture_modes  # noqa: E402
@@ -142,7 +141,7 @@ def main(argv=None) -> int:
                             "acceptance_mean": round(sum(r["drs"]["acceptance"] for r in runs) / n, 4)}}
                    if args.drs else {}),
                 "per_seed": runs, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
-                "command": f"python bench/toy2d.py --presets {preset} --mixtures {mixture} "
+                "command": f"python -m bench.toy2d --presets {preset} --mixtures {mixture} "
                            + (f"--seed-list {args.seed_list}" if args.seed_list else f"--seeds {n}")
                            + "".join(f" --set {s}" for s in args.set)
                            + (f" --drs --drs-quantile {args.drs_quantile:g}" if args.drs else ""),

@@ -2,7 +2,7 @@
 standard deviations) that lands on the 9 interior modes, on the 16 border modes, or off every mode (more than 3
 std from the nearest mode: the bridges), from 200,000 draws of G's 2-D normal z.
 
-    python bench/toy2d_latent.py RUN_DIR [RUN_DIR ...] [--result bench/results/toy2d_latent.json]
+    python -m bench.toy2d_latent RUN_DIR [RUN_DIR ...] [--result bench/results/toy2d_latent.json]
 
 The runs are `bench/toy2d.py` run dirs (bench/_work/toy2d-grid25/*-s0 ... -s4 for the preset's benchmark seeds).
 `counterfeit report RUN` draws the same map as a picture (latent-map.png).
@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from gan2014_mnist import machine  # noqa: E402
+from bench.harness import machine  # noqa: E402
 
 from counterfeit.data.toy import toy_modes  # noqa: E402
 from counterfeit.errors import UserError  # noqa: E402
@@ -60,7 +59,7 @@ def main(argv=None) -> int:
     p.add_argument("--result", default=str(HERE / "results" / "toy2d_latent.json"))
     args = p.parse_args(argv)
     doc = {"about": __doc__.split("\n\n")[0], "runs": {}, "machine": machine(),
-           "date": time.strftime("%Y-%m-%d %H:%M"), "command": "python bench/toy2d_latent.py " + " ".join(args.runs)}
+           "date": time.strftime("%Y-%m-%d %H:%M"), "command": "python -m bench.toy2d_latent " + " ".join(args.runs)}
     for run in args.runs:
         try:
             doc["runs"][run] = bands(Path(run))

@@ -1,6 +1,6 @@
 """Benchmark: image-to-image translation on the built-in tasks, every row on the same CPU budget, scored offline.
 
-    COUNTERFEIT_DATA=../shared/datasets python bench/translation.py [--minutes 15] [--only p2p-l1,cyclegan]
+    COUNTERFEIT_DATA=../shared/datasets python -m bench.translation [--minutes 15] [--only p2p-l1,cyclegan]
     ... --only cyclegan --as cyclegan-w32-b16 --set model.width_g=32 --set train.batch_size=16   # a what-if row
     ... --ceiling            # how much class information the edge maps carry (an edge-map classifier)
 
@@ -30,8 +30,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from gan2014_mnist import machine  # noqa: E402
+from bench.harness import machine  # noqa: E402
 
 from counterfeit import config  # noqa: E402
 from counterfeit.metrics.evaluate import evaluate  # noqa: E402
@@ -116,7 +115,7 @@ def ceiling(epochs: int, seed: int) -> dict:
                     "the Canny edge maps (28x28) instead of the articles",
             "edges_test_accuracy": info["test_accuracy"], "articles_test_accuracy": articles.provenance()["test_accuracy"],
             "epochs": epochs, "seed": seed, "train_s": round(time.time() - t, 1), "edge_operator": EDGE_OPERATOR,
-            "command": f"python bench/translation.py --ceiling --ceiling-epochs {epochs} --seed {seed}"}
+            "command": f"python -m bench.translation --ceiling --ceiling-epochs {epochs} --seed {seed}"}
 
 
 def same_cpu(rows: dict, row: dict, preset: str) -> dict | None:

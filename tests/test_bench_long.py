@@ -7,16 +7,13 @@ against the training loop's own schedule and against monitors built to lie on a 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import gan2014_long as long  # noqa: E402
-
-from counterfeit.loop import lr_at  # noqa: E402
+from bench import gan2014_long as long
+from counterfeit.loop import lr_at
 
 SCHEDULE = {"lr": 0.1, "lr_decay": 1.000004, "min_lr": 1e-6}
 

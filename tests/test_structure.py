@@ -106,3 +106,17 @@ def test_the_layers_import_downwards_only():
         wrong += [f"{me} imports {i}" for i in sorted(_imports(p, ast.parse(p.read_text())))
                   if any(i == b or i.startswith(b + ".") for b in banned)]
     assert wrong == []
+
+
+def test_the_benches_are_a_package_that_edits_no_import_path_and_indexes_every_record():
+    import subprocess
+    import sys
+
+    edits = [f"{p.name}:{n}" for p in (ROOT / "bench").rglob("*.py")
+             for n, line in enumerate(p.read_text().splitlines(), 1) if "sys.path" in line]
+    assert edits == []
+    index = (ROOT / "bench" / "README.md").read_text()
+    records = [p.relative_to(ROOT / "bench").as_posix() for p in (ROOT / "bench" / "results").rglob("*") if p.is_file()]
+    assert records and [r for r in records if f"]({r})" not in index] == []
+    listed = subprocess.run([sys.executable, "-m", "bench"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "speed" in listed.stdout and "gan2014_long" in listed.stdout
