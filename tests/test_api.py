@@ -227,3 +227,22 @@ def test_the_package_exports_its_python_api():
     for name in ("train", "load", "evaluate", "load_config", "every", "presets"):
         assert getattr(cf, name).__doc__, name
     assert sys.modules["counterfeit.api"].Run.__doc__
+
+
+def test_a_recipe_subclass_defined_beside_the_call_trains_with_the_loop(tmp_path, mnist_dir):
+    """A user's Recipe subclass (here the 2014 GAN with a doubled G loss), registered under a name of its own and
+    named in the config: the loop, checkpoints and load work on it unchanged."""
+    from counterfeit import registry
+    from counterfeit.recipes.gan import GAN
+
+    if "doubled-g-gan" not in registry.names("recipe"):
+        @registry.register("recipe", "doubled-g-gan")
+        class DoubledG(GAN):
+            def g_adv(self, fake_out):
+                return 2.0 * super().g_adv(fake_out)
+
+    run = cf.train("gan2014-mnist", out=tmp_path / "mine", steps=4, progress=False,
+                   overrides={**_sets(mnist_dir), "model.recipe": "doubled-g-gan"})
+    assert type(run.recipe).__name__ == "DoubledG" and run.step == 4
+    rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss/G/adv" in r for r in rows)
