@@ -12,7 +12,6 @@ folder is read back by `counterfeit.load(DIR)`. The folder is written whole or n
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import shutil
@@ -24,6 +23,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .errors import UserError
+from .metrics.features import sha256_file as sha256
 
 FORMATS = {"safetensors": ".safetensors", "torchscript": ".pt", "onnx": ".onnx"}
 SPEC = "generator.json"
@@ -119,14 +119,6 @@ def export(run, out, fmt: str = "safetensors") -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_safetensors(net: nn.Module, example, path: Path, name: str) -> None:
