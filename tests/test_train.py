@@ -374,3 +374,38 @@ def test_a_run_that_never_gets_going_is_told_so_whatever_the_data(tmp_path, mnis
                               "train.checkpoint_every=1000"], steps=240)
     train(moving, tmp_path / "moving", progress=False)
     assert "not got going" not in capsys.readouterr().err
+
+
+def test_a_signal_during_an_evaluation_abandons_it_and_checkpoints_at_the_next_step(tmp_path, mnist_dir, monkeypatch,
+                                                                                     capsys):
+    """SIGTERM while an evaluation draws its samples: the evaluation stops between batches instead of running to its
+    end (minutes on a real run), and the run checkpoints one step later and exits 143."""
+    import os
+    import signal
+
+    from counterfeit import sampling
+    from counterfeit.errors import Interrupted
+    from counterfeit.metrics.features import manifest
+
+    if "mnist" not in manifest():
+        pytest.skip("no bundled MNIST classifier")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    real = sampling.generate
+    calls = []
+
+    def signalled(*a, **k):
+        calls.append(k.get("stop"))
+        if len(calls) == 2:  # the second evaluation, at step 6
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **k)
+
+    monkeypatch.setattr(sampling, "generate", signalled)
+    cfg = _cfg(mnist_dir, ["train.eval_every=3", "train.eval_samples=1000", "train.eval_extractor=mnist",
+                           "train.eval_metrics=[fid]", "train.checkpoint_every=100"], steps=12)
+    with pytest.raises(Interrupted) as e:
+        train(cfg, tmp_path / "run", progress=False)
+    assert e.value.exit_code == 143 and "SIGTERM at step 7" in str(e.value)
+    assert "evaluation at step 6 abandoned" in capsys.readouterr().err
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval/fid" in r] == [3]
+    assert list_checkpoints(tmp_path / "run")[-1][0] == 7

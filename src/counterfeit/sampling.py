@@ -48,9 +48,14 @@ def load_generator(run_or_ckpt: str | Path, nets: dict | None = None) -> tuple[R
     return recipe, cfg, {"path": str(path), "step": int(state["step"]), "ema": bool(ema)}
 
 
+class StopRequested(Exception):
+    """A stop (SIGINT / SIGTERM) was asked while samples were being drawn or featurised: the work is abandoned."""
+
+
 @torch.no_grad()
 def generate(recipe: Recipe, n: int, seed: int = 0, batch: int = 500, labels: torch.Tensor | None = None,
-             as_uint8: bool = True, G=None, device="cpu", part: tuple[int, int] | None = None) -> torch.Tensor:
+             as_uint8: bool = True, G=None, device="cpu", part: tuple[int, int] | None = None,
+             stop=None) -> torch.Tensor:
     """n samples (N, C, H, W): uint8, or float in [0, 1] for likelihood estimates on continuous pixels.
 
     part=(rank, world): only this rank's contiguous share, samples [n*rank//world, n*(rank+1)//world) of the same
@@ -62,6 +67,8 @@ def generate(recipe: Recipe, n: int, seed: int = 0, batch: int = 500, labels: to
     gen = torch.Generator().manual_seed(seed)
     out = []
     for i in range(0, n, batch):
+        if stop is not None and stop():  # asked between batches: the same draws as ever until then
+            raise StopRequested
         m = min(batch, n - i)
         z = recipe.sample_z(m, generator=gen)
         y = labels[i : i + m] if labels is not None else recipe.sample_labels(m, generator=gen)
@@ -72,7 +79,7 @@ def generate(recipe: Recipe, n: int, seed: int = 0, batch: int = 500, labels: to
         x = recipe.generate(z, y, G=G).cpu()
         out.append(as_output(x, recipe.cfg.data.range, as_uint8))
     if not out:  # more ranks than samples
-        return generate(recipe, 1, seed, batch, labels, as_uint8, G, device)[:0]
+        return generate(recipe, 1, seed, batch, labels, as_uint8, G, device, stop=stop)[:0]
     return torch.cat(out)
 
 

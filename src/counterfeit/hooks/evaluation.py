@@ -46,12 +46,14 @@ class Evaluator:
             self.best = Best(run, self.key, not self.spec.higher_is_better)
 
     @torch.no_grad()
-    def features(self, recipe, G, step: int, device, part=(0, 1)) -> tuple[torch.Tensor, torch.Tensor]:
-        """This rank's share of the tick's samples through the extractor (every rank calls it under torchrun)."""
+    def features(self, recipe, G, step: int, device, part=(0, 1), stop=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's share of the tick's samples through the extractor (every rank calls it under torchrun).
+        stop(): asked between batches; yes abandons the evaluation (sampling.StopRequested)."""
         from ..sampling import generate
 
-        fake = generate(recipe, self.n, seed=self.seed * 7919 + step + 1, G=G, device=device, part=part)  # own stream
-        return self.ex(fake)
+        fake = generate(recipe, self.n, seed=self.seed * 7919 + step + 1, G=G, device=device, part=part,
+                        stop=stop)  # own stream
+        return self.ex(fake, stop=stop)
 
     def score(self, parts: list[tuple[torch.Tensor, torch.Tensor]], step: int, state_now) -> dict:
         """Rank 0: the scores of every rank's features (in rank order, the samples one process would make)."""
@@ -79,10 +81,19 @@ class Evaluation(Hook):
         self.evaluator = evaluator
 
     def __call__(self, loop, ranks=None) -> dict | None:
+        from ..sampling import StopRequested
+
         st, d = loop.state, loop.dist
-        with eval_mode(st.recipe.nets.values(), st.ema.values()):
-            mine = self.evaluator.features(st.recipe, st.nets_for_sampling()["G"], st.step, loop.device,
-                                           (d.rank, d.world))
+        # one process stops an evaluation between batches when a signal comes (a checkpoint must not wait minutes
+        # for it); under torchrun every rank would have to agree at each batch, so there it runs to its end
+        stop = None if d.on else loop.stop_asked
+        try:
+            with eval_mode(st.recipe.nets.values(), st.ema.values()):
+                mine = self.evaluator.features(st.recipe, st.nets_for_sampling()["G"], st.step, loop.device,
+                                               (d.rank, d.world), stop=stop)
+        except StopRequested:
+            loop.progress.say(f"evaluation at step {st.step} abandoned: a stop was asked (the checkpoint follows)")
+            return None
         return d.run_on_rank0(functools.partial(self.score, loop, d.gather(mine), ranks), share=False)
 
     def score(self, loop, parts, ranks) -> dict:

@@ -109,6 +109,7 @@ def fit(loop: Loop) -> RunResult:
     loop.meter.reset()
     try:
         with StopSignals(second_stops=not loop.dist.on) as signals:
+            loop.signals = signals
             stopping = Stopping(cfg.train.max_minutes, cfg.train.patience, signals, loop.dist)
             if st.step == 0:
                 loop.hooks.run(loop, first=True)  # the untrained generator's grid

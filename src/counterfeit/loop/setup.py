@@ -44,6 +44,11 @@ class Loop:
     progress: Progress = field(default_factory=Progress)
     meter: Meter = field(default_factory=Meter)
     step0: int = 0  # where this invocation started (a resumed run's speed counts only its own steps)
+    signals: object = None  # the StopSignals of fit(), while it runs
+
+    def stop_asked(self) -> bool:
+        """A SIGINT / SIGTERM has come and not been acted on yet (a slow hook may stop early)."""
+        return self.signals is not None and self.signals.signum is not None
 
     @property
     def dist(self) -> dist_mod.Dist:

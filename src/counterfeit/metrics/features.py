@@ -82,13 +82,18 @@ class Extractor:
         return self.kind == "counterfeit-classifier"
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor, batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 (N, C, H, W) -> features (N, D) float64, logits (N, K) float64."""
+    def __call__(self, images: torch.Tensor, batch: int | None = None, stop=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 (N, C, H, W) -> features (N, D) float64, logits (N, K) float64. stop(): checked between batches
+        (sampling.StopRequested when it says yes)."""
         if images.dtype != torch.uint8:
             raise UserError(f"the {self.name} extractor takes uint8 images, got {images.dtype}")
         batch = batch or self.batch
         feats, logits = [], []
         for i in range(0, len(images), batch):
+            if stop is not None and stop():
+                from ..sampling import StopRequested
+
+                raise StopRequested
             f, lg = self.model(images[i : i + batch])
             feats.append(f.double())
             logits.append(lg.double())
