@@ -220,3 +220,27 @@ def test_sample_and_evaluate_outputs_on_a_full_disk_or_a_forbidden_folder(tmp_pa
         assert main(argv) == 2, argv
         err = _err_lines(capsys)
         assert len(err) == 1 and err[0].startswith("counterfeit: error: cannot write /sys/counterfeit-test"), err
+
+
+def test_a_full_disk_under_tensorboards_writer_thread_is_one_line_naming_tb(tmp_path, mnist_dir, capsys, monkeypatch):
+    """TensorBoard writes from a thread of its own; a full disk there used to print that thread's traceback. Now:
+    one line naming RUN/tb, exit 2, the checkpoints intact."""
+    import errno
+
+    from tensorboard.summary.writer import record_writer
+
+    monkeypatch.delenv("COUNTERFEIT_NO_TENSORBOARD", raising=False)
+    real, calls = record_writer.RecordWriter.write, [0]
+
+    def full(self, data):
+        calls[0] += 1
+        if calls[0] > 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(record_writer.RecordWriter, "write", full)
+    run = tmp_path / "run"
+    assert main(_argv(mnist_dir, run, 12)) == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err and f"cannot write {run / 'tb'}: no space left" in lines[0], err

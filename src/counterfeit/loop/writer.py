@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,19 +25,22 @@ class RunWriter:
     def __init__(self, run: Path, purge_step: int):
         self.f = open(run / "metrics.jsonl", "a")
         self.tb = tensorboard(run, purge_step)
+        self.tb_dir = run / "tb"
 
     def log(self, row: dict | None) -> None:
         if not row:
             return
         self.f.write(json.dumps(row) + "\n")
         if self.tb is not None:
-            for key, v in row.items():
-                if key not in ("step", "epoch", "time") and isinstance(v, (int, float)):
-                    self.tb.add_scalar(key, v, row["step"])
+            with ckpt.writing(self.tb_dir):  # a failed write in TensorBoard's thread surfaces here: one line
+                for key, v in row.items():
+                    if key not in ("step", "epoch", "time") and isinstance(v, (int, float)):
+                        self.tb.add_scalar(key, v, row["step"])
 
     def image(self, tag: str, path: Path, step: int) -> None:
         if self.tb is not None:
-            self.tb.add_image(tag, np.array(read_png(path)), step, dataformats="HWC")
+            with ckpt.writing(self.tb_dir):
+                self.tb.add_image(tag, np.array(read_png(path)), step, dataformats="HWC")
 
     def flush(self) -> None:
         self.f.flush()
@@ -44,7 +48,10 @@ class RunWriter:
     def close(self) -> None:
         self.f.close()
         if self.tb is not None:
-            self.tb.close()
+            try:
+                self.tb.close()
+            except OSError:  # its events since the last write are lost; metrics.jsonl holds every row
+                pass
 
 
 class NoWriter:
@@ -68,6 +75,18 @@ def open_writer(run: Path, step: int) -> RunWriter:
         return RunWriter(run, purge_step=step)
 
 
+def quiet_tensorboard_thread(args) -> None:
+    """threading.excepthook: TensorBoard's writer thread keeps a failed write (a full disk) and hands it to the next
+    call on the main thread, where it becomes one line; its traceback on stderr as the thread dies says nothing more."""
+    if type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError) and \
+            ckpt.write_failure(args.exc_value) is not None:
+        return
+    _THREAD_HOOK(args)
+
+
+_THREAD_HOOK = threading.excepthook
+
+
 def tensorboard(run: Path, purge_step: int):
     if os.environ.get("COUNTERFEIT_NO_TENSORBOARD"):
         return None
@@ -75,6 +94,7 @@ def tensorboard(run: Path, purge_step: int):
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return None
+    threading.excepthook = quiet_tensorboard_thread
     # a resumed run keeps the events of its checkpoint's own step: only those after it are the dead run's to drop
     return SummaryWriter(str(run / "tb"), purge_step=purge_step + 1 if purge_step else None)
 
