@@ -7,7 +7,6 @@ against the training loop's own schedule and against monitors built to lie on a 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -301,8 +301,7 @@ class Run:
     def train(self, steps: int | None = None, epochs: int | None = None, **kw) -> "Run":
         """Continue this run (from its latest checkpoint) to `steps` or `epochs` in all: bit for bit the run an
         uninterrupted call would have made."""
-        cfg = config_mod.from_dict(json.loads((self.path / "config.json").read_text()))
-        return train(cfg, out=self.path, steps=steps, epochs=epochs, resume=True, nets=self._nets, **kw)
+        return train(self.path, out=self.path, steps=steps, epochs=epochs, resume=True, nets=self._nets, **kw)
 
     def export(self, out, format: str = "safetensors") -> Path:
         """The generator(s) as safetensors, TorchScript or ONNX in the folder `out`, beside generator.json (how to

@@ -18,8 +18,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from .. import checkpoint as ckpt
 from .. import config as config_mod
 from .. import dist as dist_mod

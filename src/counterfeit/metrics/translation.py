@@ -105,8 +105,7 @@ def evaluate_translation(recipe, cfg, info, metrics: list[str] | None, n: int = 
     metrics = _checked(metrics if metrics is not None else default_metrics(recipe, data), recipe, cfg, data, direction)
     full = len(data)
     keep = min(n, full) if n else full
-    need = max((spec(m).min_samples, m) for m in metrics if m in ("fid", "kid")) if \
-        any(m in ("fid", "kid") for m in metrics) else (1, "")
+    need = max([(spec(m).min_samples, m) for m in metrics if m in ("fid", "kid")], default=(1, ""))
     if keep < need[0]:
         raise UserError(f"{keep} test pair{'s' if keep != 1 else ''}; metric '{need[1]}' needs at least {need[0]}")
     p = _Pairs(recipe, data.subset(0, keep), direction)
