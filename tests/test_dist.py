@@ -317,3 +317,36 @@ def test_sigterm_to_torchrun_checkpoints_on_every_rank_and_resumes(tmp_path):
     assert "SIGTERM at step" in r.stderr, r.stderr[-3000:]
     ck = latest_checkpoint(tmp_path / "run")
     assert ck is not None and 0 < safe_load(ck)["step"] < 100000
+
+
+def test_sigterm_during_an_evaluation_under_torchrun_abandons_it_and_checkpoints_within_seconds(tmp_path, mnist_dir,
+                                                                                                 monkeypatch):
+    """SIGTERM to torchrun while the ranks evaluate (here a minute's worth of batches): each rank stops its share
+    between batches, the ranks agree to drop the evaluation, and both checkpoint the next step and exit 143 within
+    seconds, well inside torchrun's 30 s before it kills its workers."""
+    from counterfeit.metrics.features import manifest
+
+    if "mnist" not in manifest():
+        pytest.skip("no bundled MNIST classifier")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    sets = tiny_overrides(mnist_dir, steps=1000) + [
+        "train.eval_every=3", "train.eval_samples=30000", "train.eval_extractor=mnist", "train.eval_metrics=[fid]",
+        "train.checkpoint_every=1000", "train.parzen_monitor=false", "train.sample_every=1000"]
+    p = torchrun(tmp_path, [str(HERE / "dist" / "slow_eval.py"), "gan2014-mnist", str(tmp_path / "run"),
+                            str(tmp_path), *sets], wait=False)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "evaluating").is_file():
+        time.sleep(0.1)
+    assert (tmp_path / "evaluating").is_file(), "the evaluation never started"
+    time.sleep(1.5)
+    sent = time.time()
+    os.kill(p.pid, signal.SIGTERM)
+    r = _finish(p, 120)
+    took = time.time() - sent
+    ranks = [json.loads((tmp_path / f"rank-{k}.json").read_text()) for k in (0, 1)]
+    assert all(rk["code"] == 143 and rk["stopped"].startswith("SIGTERM at step 4") for rk in ranks), \
+        (ranks, r.stderr[-2000:])
+    assert took < 20, f"{took:.0f} s from SIGTERM to exit"
+    assert "evaluation at step 3 abandoned" in r.stderr
+    assert safe_load(latest_checkpoint(tmp_path / "run"))["step"] == 4
+    assert '"eval/fid"' not in (tmp_path / "run" / "metrics.jsonl").read_text()

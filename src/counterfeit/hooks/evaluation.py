@@ -84,15 +84,19 @@ class Evaluation(Hook):
         from ..sampling import StopRequested
 
         st, d = loop.state, loop.dist
-        # one process stops an evaluation between batches when a signal comes (a checkpoint must not wait minutes
-        # for it); under torchrun every rank would have to agree at each batch, so there it runs to its end
-        stop = None if d.on else loop.stop_asked
+        # a signal stops the evaluation between batches (a checkpoint must not wait minutes for it, nor torchrun's
+        # 30 s grace run out); the ranks' shares differ in batches, so they agree once, after, whether to abandon
+        abandoned = False
         try:
             with eval_mode(st.recipe.nets.values(), st.ema.values()):
                 mine = self.evaluator.features(st.recipe, st.nets_for_sampling()["G"], st.step, loop.device,
-                                               (d.rank, d.world), stop=stop)
+                                               (d.rank, d.world), stop=loop.stop_asked)
         except StopRequested:
-            loop.progress.say(f"evaluation at step {st.step} abandoned: a stop was asked (the checkpoint follows)")
+            abandoned = True
+        if d.max_over_ranks([float(abandoned)])[0]:
+            if d.main:
+                loop.progress.say(f"evaluation at step {st.step} abandoned: a stop was asked (the checkpoint "
+                                  "follows)")
             return None
         return d.run_on_rank0(functools.partial(self.score, loop, d.gather(mine), ranks), share=False)
 
