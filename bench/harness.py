@@ -31,7 +31,10 @@ def command() -> str:
     """This process's command line, as a user would type it again (`python -m bench.NAME ...`)."""
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
-    head = f"python -m {spec.name}" if spec is not None and spec.name else f"python {sys.argv[0]}"
+    if spec is not None and spec.name == "bench.__main__":  # `python -m bench SUITE` set argv[0] to bench.SUITE
+        head = f"python -m {sys.argv[0]}"
+    else:
+        head = f"python -m {spec.name}" if spec is not None and spec.name else f"python {sys.argv[0]}"
     return " ".join([head, *map(shlex.quote, sys.argv[1:])])
 
 

@@ -62,7 +62,7 @@ def test_the_projects_own_port_loaded_with_the_same_weights_gives_the_same_featu
     from counterfeit.metrics.inception import port_from_torchscript
 
     _extra()
-    scripted = load_wheel_inception().model.scripted
+    scripted = load_wheel_inception(compute="torchscript").model.scripted
     port = port_from_torchscript(scripted)
     x = digits.x[:12].float().expand(-1, 3, -1, -1)
     x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) / 128.0 - 1.0
@@ -78,3 +78,40 @@ def test_the_projects_own_port_loaded_with_the_same_weights_gives_the_same_featu
     assert abs(fids[0] - fids[1]) <= 1e-3 * fids[0]
     with pytest.raises(UserError, match="conv blocks"):
         port_from_torchscript(torch.nn.Conv2d(1, 1, 1))  # not the network: refused, not loaded wrongly
+
+
+def test_the_fast_paths_match_the_torchscript_and_keep_their_own_real_statistics(digits):
+    """--inception-compute: the port with BatchNorm folded in and channels_last gives the TorchScript's features
+    in fp32 (1e-4 relative); bf16 where the CPU has it natively stays within a few percent. Each path caches real
+    statistics of its own (a bf16 cache must never meet fp32 features)."""
+    from counterfeit.metrics.scores import stats_path
+    from counterfeit.runtime import native_bf16
+
+    _extra()
+    x = digits.x[:6]
+    ref = load_wheel_inception(compute="torchscript")
+    fp32 = load_wheel_inception(compute="fp32")
+    a, b = ref(x)[0], fp32(x)[0]
+    assert ((a - b).norm(dim=1) / a.norm(dim=1)).max() < 1e-4
+    assert fp32.provenance()["compute"] == "fp32" and ref.provenance()["compute"] == "torchscript"
+    paths = {stats_path(e, "mnist", "test", x) for e in (ref, fp32)}
+    if native_bf16(torch.device("cpu"))[0]:
+        bf16 = load_wheel_inception(compute="bf16")
+        c = bf16(x)[0]
+        assert ((a - c).norm(dim=1) / a.norm(dim=1)).max() < 0.1
+        assert load_wheel_inception().provenance()["compute"] == "bf16"  # auto
+        paths.add(stats_path(bf16, "mnist", "test", x))
+    assert len(paths) == (3 if native_bf16(torch.device("cpu"))[0] else 2)
+    with pytest.raises(UserError, match="--inception-compute must be one of"):
+        load_wheel_inception(compute="fp16")
+
+
+def test_tf1_resize_is_tensorflow_1s_bilinear_without_half_pixel_centres():
+    """tf.image.resize_bilinear(align_corners=False) of TF1: output pixel i samples input i * n_in / n_out, the last
+    input pixel repeated past the edge. 2 -> 4: [a, (a+b)/2, b, b]; torch's half-pixel bilinear differs."""
+    from counterfeit.metrics.inception import tf1_resize_matrix
+
+    m = tf1_resize_matrix(2, 4)
+    assert torch.allclose(m, torch.tensor([[1.0, 0], [0.5, 0.5], [0, 1.0], [0, 1.0]]))
+    m = tf1_resize_matrix(28, 299)
+    assert torch.allclose(m.sum(1), torch.ones(299)) and m[0, 0] == 1.0 and m[-1, -1] == 1.0

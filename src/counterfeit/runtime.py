@@ -207,13 +207,15 @@ class ThreadPolicy:
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-MMAP_ABOVE = 32 << 20  # blocks above this still come from mmap: glibc's largest threshold on 64-bit (32 MiB)
+# blocks above this still come from mmap; an Inception batch's activations (hundreds of MB) stay below it. Older
+# glibc refuses thresholds over 32 MiB: then 32 MiB
+MMAP_ABOVE, MMAP_ABOVE_OLD = 1 << 30, 32 << 20
 KEEP_FREED = 1 << 30  # free memory at the top of the heap kept, not trimmed, up to 1 GiB
 _ALLOCATOR: str | None = None  # what keep_freed_memory() did, once per process
 
 
 def keep_freed_memory() -> str:
-    """Make glibc's malloc keep freed memory for reuse: a fixed mmap threshold of 32 MiB (the dynamic one starts at
+    """Make glibc's malloc keep freed memory for reuse: a fixed mmap threshold of 1 GiB (the dynamic one starts at
     128 KiB) and a trim threshold of 1 GiB, set once per process. Returns what the allocator does, in words, for
     the run's log. Left alone where COUNTERFEIT_MALLOC=system, where the environment sets glibc's thresholds
     (MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_, GLIBC_TUNABLES), where another allocator is preloaded, and where
@@ -234,7 +236,8 @@ def keep_freed_memory() -> str:
             libc = ctypes.CDLL(None)
             libc.gnu_get_libc_version.restype = ctypes.c_char_p
             version = libc.gnu_get_libc_version().decode()
-            ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_ABOVE) == 1 and libc.mallopt(M_TRIM_THRESHOLD, KEEP_FREED) == 1
+            ok = (libc.mallopt(M_MMAP_THRESHOLD, MMAP_ABOVE) == 1 or libc.mallopt(M_MMAP_THRESHOLD, MMAP_ABOVE_OLD) == 1) \
+                and libc.mallopt(M_TRIM_THRESHOLD, KEEP_FREED) == 1
         except (OSError, AttributeError):  # not glibc (macOS, musl, Windows)
             _ALLOCATOR = "system malloc (not glibc)"
         else:

@@ -27,6 +27,12 @@ def build_parser(p):
     p.add_argument("--inception", metavar="PATH", help="Inception-v3 weights file (pytorch-fid's "
                    "pt_inception-2015-12-05-6726825d.pth); implies --features inception; default $COUNTERFEIT_INCEPTION")
     p.add_argument("--inception-sha256", help="accept an Inception weights file with this sha256 instead of the known one")
+    p.add_argument("--inception-compute", choices=["auto", "fp32", "bf16", "torchscript"], default="auto",
+                   help="the inception extra's weights: counterfeit's port in bf16 where the CPU has it natively, "
+                        "else fp32 (auto), or as named; torchscript runs the file's own graph (the reference, slower)")
+    p.add_argument("--inception-resize", choices=["torch", "tf1"], default="torch",
+                   help="the inception extra's resize to 299x299: torch's bilinear (default, as the wheel) or TF1's "
+                        "resize_bilinear (as the TensorFlow FID code of Lucic et al.)")
     from .sample import add_rejection_args
 
     add_rejection_args(p)
@@ -41,7 +47,8 @@ def run(args) -> int:
     if args.features == "inception" or args.inception:
         from ..metrics.inception import load_inception
 
-        extractor = load_inception(args.inception, args.inception_sha256)
+        extractor = load_inception(args.inception, args.inception_sha256, args.inception_compute,
+                                   args.inception_resize)
     drs = dict(fit_steps=args.drs_fit_steps, quantile=args.drs_quantile) if args.drs else None
     results = evaluate(args.source, metrics, data=args.data, n=args.n, seed=args.seed, drs=drs, extractor=extractor,
                        direction=args.direction, net_mode=args.net_mode)

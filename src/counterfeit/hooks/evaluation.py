@@ -36,7 +36,12 @@ class Evaluator:
         if selects and not picks:
             raise UserError(f"train.eval_metrics {self.metrics} has none of {sorted(can_select)} to pick the best step")
         self.ref = reference_name(cfg.data.name)
-        self.ex = load_extractor(t.eval_extractor or self.ref)  # fails now, with the reason, not at the first tick
+        if t.eval_extractor == "inception":  # the FID Inception of the inception extra
+            from ..metrics.inception import load_inception
+
+            self.ex = load_inception()
+        else:  # fails now, with the reason, not at the first tick
+            self.ex = load_extractor(t.eval_extractor or self.ref)
         # the real split's features, computed (or read from the cache) once and held for every tick, by rank 0 alone
         self.real = real_features(self.ex, self.ref) if main else None
         self.n, self.seed = t.eval_samples, t.seed

@@ -75,6 +75,7 @@ class Extractor:
     info: dict
     kind: str = "counterfeit-classifier"  # or "fid-inception"
     batch: int = 1000
+    variant: str = ""  # how the same weights are computed (the FID Inception: torchscript, fp32 or bf16)
 
     @property
     def domain(self) -> bool:
@@ -101,6 +102,8 @@ class Extractor:
 
     def provenance(self) -> dict:
         out = {"extractor": f"{self.kind}/{self.name}", "sha256": self.sha256}
+        if self.variant:
+            out["compute"] = self.variant
         if self.domain:
             out["test_accuracy"] = self.info.get("test_accuracy")
         return out
@@ -116,8 +119,8 @@ def load_extractor(name: str, path: str | Path | None = None, expected_sha256: s
             known = ", ".join(sorted(m)) or "none"
             if Path(name).expanduser().exists():  # a user's own images: no labels to train a classifier on
                 raise UserError(f"no bundled classifier knows the images in {name} (bundled: {known}); score them "
-                                "in Inception's features instead (evaluate --features inception --inception "
-                                "WEIGHTS), or train with train.eval_every=0")
+                                "in Inception's features instead (evaluate --features inception, with the "
+                                "inception extra installed), or train with train.eval_every=0")
             raise UserError(f"no bundled classifier for '{name}' (bundled: {known}); "
                             f"train one with `counterfeit classifier train --data {name}`")
         path = _weights_root() / m[name]["file"]

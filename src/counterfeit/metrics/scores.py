@@ -25,15 +25,16 @@ def reference_name(data_name: str) -> str:
     return "mnist" if data_name == "embedded" else data_name
 
 
-def _stats_path(ex: Extractor, data_name: str, split: str, x: torch.Tensor) -> Path:
+def stats_path(ex: Extractor, data_name: str, split: str, x: torch.Tensor) -> Path:
     """Cache file of a split's real features: keyed by its pixel content (a changed folder misses) and extractor."""
     content = hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest()[:16]
     stem = Path(data_name).name if Path(data_name).exists() else data_name
-    return fetch.cache_dir() / "stats" / f"{stem.replace('/', '_')}-{split}-{content}-{ex.sha256[:16]}.pt"
+    variant = f"-{ex.variant}" if ex.variant else ""  # bf16 features differ from fp32 ones: their own cache
+    return fetch.cache_dir() / "stats" / f"{stem.replace('/', '_')}-{split}-{content}-{ex.sha256[:16]}{variant}.pt"
 
 
 def real_features_cached(ex: Extractor, data_name: str, split: str = "test") -> bool:
-    return _stats_path(ex, data_name, split, load_data(data_name, split).x).is_file()
+    return stats_path(ex, data_name, split, load_data(data_name, split).x).is_file()
 
 
 def real_features(ex: Extractor, data_name: str, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,7 +42,7 @@ def real_features(ex: Extractor, data_name: str, split: str = "test") -> tuple[t
     from ..checkpoint import atomic_save
 
     data = load_data(data_name, split)
-    path = _stats_path(ex, data_name, split, data.x)
+    path = stats_path(ex, data_name, split, data.x)
     if path.is_file():
         try:
             d = torch.load(path, weights_only=True)

