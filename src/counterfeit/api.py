@@ -85,7 +85,9 @@ def resolve(what, *, steps=None, epochs=None, seed=None, overrides=None, device=
         sets["train.device"] = device
     if imports:
         sets["imports"] = list(dict.fromkeys([*d.get("imports", []), *imports]))
-    return config_mod.from_dict(config_mod.apply_overrides(d, sets))
+    from .recipes.inference import inherit_from_source  # an encoder for a trained G takes its data, z from that run
+
+    return config_mod.from_dict(inherit_from_source(config_mod.apply_overrides(d, sets)))
 
 
 def refuse_conflicts(flag: str, value: int, implied: dict, overrides) -> None:
@@ -225,7 +227,7 @@ class Run:
     @property
     def generator(self) -> torch.nn.Module:
         """The network `sample` / `translate` runs (EMA weights where kept), in eval mode."""
-        return self.recipe.nets[self.recipe.sampler_net]
+        return self.recipe.nets.get(self.recipe.sampler_net) or self.recipe.G  # an encoder run: its source's G
 
     @property
     def metrics(self):
@@ -291,6 +293,36 @@ class Run:
         y = run_nets(lambda b: recipe.translate(b, direction), to_float(t, "pm1"))
         return from_uint8_batch(y, kind)
 
+    def encode(self, x) -> torch.Tensor:
+        """Images -> z through the run's encoder E (an encoder run, BiGAN / ALI): a uint8 tensor (N, C, H, W) or
+        (C, H, W), or a PIL image -> float z (N, z_dim)."""
+        from .data import to_float
+
+        recipe = self._encoder()
+        t, _ = as_uint8_batch(x, recipe.shape[0], "encode")
+        if tuple(t.shape[1:]) != tuple(recipe.shape):
+            raise UserError(f"encode: images are {tuple(t.shape[1:])}, this run's are {tuple(recipe.shape)}")
+        with torch.no_grad():
+            return recipe.encode(to_float(t, recipe.cfg.data.range).to(self._device())).float().cpu()
+
+    def reconstruct(self, x):
+        """G(E(x)) for images given as to encode(); the same kind comes back."""
+        from .data import to_uint8
+
+        recipe = self._encoder()
+        z = self.encode(x)
+        _, kind = as_uint8_batch(x, recipe.shape[0], "reconstruct")
+        with torch.no_grad():
+            y = recipe.generate(z.to(self._device()), G=self.generator)
+        return from_uint8_batch(to_uint8(y.float().cpu(), recipe.cfg.data.range), kind)
+
+    def _encoder(self):
+        recipe = self.recipe
+        if not hasattr(recipe, "encode"):
+            raise UserError(f"a '{recipe.cfg.model.recipe}' run has no encoder: train one for its G with "
+                            f"`counterfeit train encoder --from {self.path}`")
+        return recipe
+
     def evaluate(self, metrics=None, n: int = 10000, seed: int = 0, **kw) -> dict:
         """The scores `counterfeit evaluate RUN --metrics ...` prints (metrics.evaluate.evaluate's dict)."""
         from .metrics.evaluate import evaluate
@@ -343,10 +375,11 @@ class LiveRun(Run):
 
     @property
     def generator(self):
-        return self.loop.state.nets_for_sampling()[self.loop.state.recipe.sampler_net]
+        st = self.loop.state
+        return st.nets_for_sampling().get(st.recipe.sampler_net) or st.recipe.G  # an encoder run: its source's G
 
 
-def as_uint8_batch(x, channels: int):
+def as_uint8_batch(x, channels: int, what: str = "translate"):
     """A PIL image or a uint8 tensor (C, H, W) / (N, C, H, W) -> (uint8 (N, C, H, W), what kind it was)."""
     import numpy as np
     from PIL import Image
@@ -356,9 +389,10 @@ def as_uint8_batch(x, channels: int):
         t = torch.from_numpy(a.copy()).reshape(a.shape[0], a.shape[1], -1).permute(2, 0, 1)[None]
         return t, "pil"
     if not torch.is_tensor(x) or x.dtype != torch.uint8 or x.dim() not in (3, 4):
-        raise UserError("translate takes a PIL image or a uint8 tensor (C, H, W) or (N, C, H, W)")
+        raise UserError(f"{what} takes a PIL image or a uint8 tensor (C, H, W) or (N, C, H, W)")
     if x.shape[-3] != channels:
-        raise UserError(f"translate: images have {x.shape[-3]} channel(s), this direction takes {channels}")
+        takes = "this direction" if what == "translate" else "this run"
+        raise UserError(f"{what}: images have {x.shape[-3]} channel(s), {takes} takes {channels}")
     return (x[None], "one") if x.dim() == 3 else (x, "batch")
 
 

@@ -57,6 +57,9 @@ class DataConfig:
     flip: bool = setting(False, 'translation: random horizontal flip per batch (a pair shares it)')
     direction: str = setting("AtoB", "translation: AtoB, or BtoA to learn the other way (the authors' --direction)",
                              choices=('AtoB', 'BtoA'))
+    labelled_per_class: int = setting(0, "semi-supervised recipes: labelled training images per class, the rest "
+                                      "used without labels", low=0)
+    labelled_seed: int = setting(1, "semi-supervised recipes: seed of the draw of the labelled images", low=0)
 
 
 @dataclass
@@ -65,8 +68,9 @@ class ModelConfig:
     generator: str = setting("mlp", 'a name in counterfeit.nets')
     discriminator: str = setting("maxout", 'a name in counterfeit.nets: the D network')
     z_dim: int = setting(100, "size of G's noise input z", low=1)
-    noise: str = setting("uniform", 'uniform: U[-sqrt(3), sqrt(3)] (unit variance, as the 2014 code) | normal',
-                         choices=('uniform', 'normal'))
+    noise: str = setting("uniform", 'uniform: U[-sqrt(3), sqrt(3)] (unit variance, as the 2014 code) | normal | '
+                         'uniform1: U[-1, 1] (BiGAN) | uniform01: U[0, 1) (Salimans et al.)',
+                         choices=('uniform', 'normal', 'uniform1', 'uniform01'))
     g_hidden: list = setting([1200, 1200], "MLP generator: the hidden layers' widths", each=EACH['width'])
     g_init_range: float = setting(0.05, 'weights ~ U[-r, r]', low=0.0)
     g_output_bias_from_data: bool = setting(True, "sigmoid bias = logit of the data's pixel marginals")
@@ -100,6 +104,12 @@ class ModelConfig:
     g_dropout: bool = setting(True, "dropout 0.5 in U-Net decoder blocks / ResNet blocks (Pix2Pix's only noise source)")
     n_blocks: int = setting(9, "residual blocks of CycleGAN's ResNet generator (6 at 128x128, 9 at 256x256)", low=0)
     patch_layers: int = setting(3, 'PatchGAN: stride-2 layers; receptive field 16, 34, 70 for 1, 2, 3', low=1)
+    encoder: str = setting("auto", "inference recipes: the encoder E (x -> z), a name in counterfeit.nets; auto = "
+                           "conv-e for a convolutional G, mlp-e for an MLP one")
+    e_hidden: list = setting([1024, 1024], "mlp-e: the hidden layers' widths", each=EACH['width'])
+    width_e: int = setting(0, "conv-e: base channel width (0 = 64)", low=0)
+    from_run: str = setting("", "recipe encoder: the trained run (or checkpoint) whose generator E learns to invert; "
+                            "its data, z and G come with it (`counterfeit train encoder --from RUN`)")
 
 
 @dataclass
@@ -116,6 +126,8 @@ class LossConfig:
     instance_noise: float = setting(0.0, "std of Gaussian noise added to D's real and fake inputs ...", low=0.0)
     instance_noise_steps: int = setting(0, '... annealed linearly to zero over this many steps (0 = constant)', low=0)
     aux_weight: float = setting(1.0, 'ACGAN: weight of the auxiliary classification terms', low=0.0)
+    unsup_weight: float = setting(1.0, "semi-supervised GAN: weight of D's unlabelled (real / fake) terms beside the "
+                                  "labelled cross-entropy; 0 = the same D trained on the labels alone", low=0.0)
     aux_fake: bool = setting(True, "ACGAN: D's class loss also on generated images (Odena et al.); false = real only")
     gan_mode: str = setting("bce", "translation: D's loss, bce (on logits) | lsgan (least squares, CycleGAN's)",
                             choices=('bce', 'lsgan'))
@@ -143,6 +155,8 @@ class OptimConfig:
     linear_decay_start: int = setting(0, '> 0: from this G step both lrs fall linearly to 0 at the last step '
                                       '(CycleGAN)', low=0)
     betas: list = setting([0.5, 0.999], 'Adam', each=EACH['beta'], length=2)
+    weight_decay: float = setting(0.0, "L2 penalty added to every gradient (Adam's coupled weight_decay; BiGAN: "
+                                  "2.5e-5)", low=0.0)
 
 
 @dataclass
@@ -188,7 +202,8 @@ class TrainConfig:
     eval_metrics: list = setting(["fid", "kid", "pr", "classes"], 'first one picks best.pt', each=EACH['name'])
     eval_samples: int = setting(5000, 'generated images per evaluation (scored against the test split)', low=2,
                                 resumable=True)
-    eval_extractor: str = setting("", "bundled classifier to score with (default: the dataset's own, e.g. mnist)")
+    eval_extractor: str = setting("", "bundled classifier to score with (default: the dataset's own, e.g. mnist), "
+                                  "or inception (the inception extra's FID Inception)")
     select: str = setting("eval", 'what picks best.pt / best.json: "eval" = the first of fid/kid/is in eval_metrics '
                           'at every eval_every tick; "parzen" = the Parzen monitor (validation digits, never the '
                           'test set) at every sample tick, higher is better', choices=('eval', 'parzen'))

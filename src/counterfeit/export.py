@@ -73,8 +73,9 @@ def describe(recipe, cfg, info: dict, name: str) -> dict:
     """What a caller needs to know to call one exported network."""
     rng = cfg.data.range
     if hasattr(recipe, "sample_z"):
-        dist = f"uniform on [-{math.sqrt(3):.6f}, {math.sqrt(3):.6f}] (unit variance)" \
-            if cfg.model.noise == "uniform" else "standard normal"
+        dist = {"uniform": f"uniform on [-{math.sqrt(3):.6f}, {math.sqrt(3):.6f}] (unit variance)",
+                "uniform1": "uniform on [-1, 1]", "uniform01": "uniform on [0, 1)"}.get(cfg.model.noise,
+                                                                                   "standard normal")
         inputs = {"z": {"shape": ["B", cfg.model.z_dim], "dtype": "float32", "distribution": dist}}
         if getattr(recipe, "conditional", False):
             inputs["y"] = {"shape": ["B"], "dtype": "int64", "classes": recipe.num_classes}

@@ -90,14 +90,16 @@ def as_output(x: torch.Tensor, range_: str, as_uint8: bool) -> torch.Tensor:
     return ((x + 1) / 2 if range_ == "pm1" else x).float()
 
 
-def save_npz(images: torch.Tensor, path: Path) -> None:
-    """uint8 (N, C, H, W) -> .npz holding `images` (N, H, W, C); toy points (N, 2) -> `points` float32; atomically
-    (a unique temp name in the same folder, fsync, rename), so two writers never share a temp file."""
+def save_npz(images: torch.Tensor, path: Path, **extra: torch.Tensor) -> None:
+    """uint8 (N, C, H, W) -> .npz holding `images` (N, H, W, C); toy points (N, 2) -> `points` float32; extra arrays
+    (an encoder's `z`) beside them as float32; atomically (a unique temp name in the same folder, fsync, rename), so
+    two writers never share a temp file."""
     import io
 
     buf = io.BytesIO()
+    more = {k: v.float().cpu().numpy() for k, v in extra.items()}
     if images.dim() == 2:
-        np.savez_compressed(buf, points=images.float().cpu().numpy())
+        np.savez_compressed(buf, points=images.float().cpu().numpy(), **more)
     else:
-        np.savez_compressed(buf, images=images.permute(0, 2, 3, 1).cpu().numpy())
+        np.savez_compressed(buf, images=images.permute(0, 2, 3, 1).cpu().numpy(), **more)
     ckpt.atomic_write(Path(path), buf.getbuffer(), ckpt.OUTPUT)

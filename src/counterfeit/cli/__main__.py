@@ -13,13 +13,14 @@ import sys
 
 from ..checkpoint import write_failure
 from ..errors import TrainingStopped, UserError
-from . import classifier, evaluate, figure1, presets, report, sample, train, translate
+from . import classifier, evaluate, figure1, invert, presets, report, sample, train, translate
 from . import config as config_cmd
 from . import export as export_cmd
 
 COMMANDS = {"train": train, "sample": sample, "evaluate": evaluate, "presets": presets, "config": config_cmd,
             "export": export_cmd,
-            "classifier": classifier, "figure1": figure1, "report": report, "translate": translate}
+            "classifier": classifier, "figure1": figure1, "report": report, "translate": translate,
+            "invert": invert}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -17,6 +17,8 @@ def build_parser(p):
     g.add_argument("--steps", type=int, help="train until this many G updates")
     g.add_argument("--epochs", type=int, help="train for this many epochs")
     p.add_argument("--seed", type=int)
+    p.add_argument("--from", dest="from_run", metavar="RUN", help="preset encoder: the trained run whose generator "
+                   "the encoder learns to invert (its data, z and G come with it)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr_d=0.05 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
@@ -39,7 +41,8 @@ def resolve_config(args) -> tuple[config.Config, Path]:
     """The Config and run dir this command names (a preset, a YAML file, or with --resume a run dir)."""
     from ..api import resolve
 
-    cfg = resolve(args.preset, steps=args.steps, epochs=args.epochs, seed=args.seed, overrides=args.overrides,
+    sets = args.overrides + ([f"model.from_run={args.from_run}"] if args.from_run else [])
+    cfg = resolve(args.preset, steps=args.steps, epochs=args.epochs, seed=args.seed, overrides=sets,
                   device=args.device, data=args.data, imports=args.imports)
     src = Path(args.preset)
     run_dir = src if src.is_dir() and (src / "config.json").is_file() else None

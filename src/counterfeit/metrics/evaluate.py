@@ -22,7 +22,7 @@ import torch
 
 from ..data import load_data, load_npz, to_uint8
 from ..errors import UserError
-from . import translation
+from . import inference, translation  # noqa: F401  (inference registers recon and probe)
 from .features import Extractor
 from .scores import (evaluate_images, real_features, real_features_cached, reference_name,  # noqa: F401
                      score_features)
@@ -95,9 +95,13 @@ def evaluate(source, metrics: list[str] | None = None, data: str | None = None, 
     for m in metrics:  # every refusal before any sample is drawn
         if spec(m).check is not None:
             spec(m).check(s)
-    draw_samples(s, metrics)
+    if all(spec(m).needs == "model" for m in metrics):  # the run's own nets on its test split: no samples
+        s.data_name = reference_name(s.cfg.data.name)
+        s.provenance = {"source": str(s.path), "checkpoint": s.info["path"], "step": s.info["step"], "n": s.n}
+    else:
+        draw_samples(s, metrics)
     results: dict = {"provenance": s.provenance, "data": s.data_name, "seconds": {}}
-    for m in [m for m in names() if m in metrics and spec(m).needs == "samples"]:
+    for m in [m for m in names() if m in metrics and spec(m).needs in ("samples", "model")]:
         t = time.time()
         results[m] = spec(m).compute(s)
         results["seconds"][m] = round(time.time() - t, 2)

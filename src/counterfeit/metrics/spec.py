@@ -19,14 +19,14 @@ import torch
 
 from .. import registry
 
-ORDER = ["modes", "parzen", "nearest", "elbo", "cas", "l1", "psnr", "ssim", "acc", "fid", "kid", "is", "pr",
+ORDER = ["modes", "parzen", "nearest", "elbo", "cas", "recon", "probe", "ssl", "l1", "psnr", "ssim", "acc", "fid", "kid", "is", "pr",
          "classes", "cycle", "identity"]  # the order results are printed in
 
 
 @dataclass(frozen=True)
 class MetricSpec:
     name: str
-    needs: str  # "features" | "samples" | "points" | "translation"
+    needs: str  # "features" | "samples" | "points" | "translation" | "model" (the run's nets on real data)
     fmt: Callable[[dict], list[str]]  # its result -> printed lines
     higher_is_better: bool | None = None  # None: a diagnostic with no better direction
     min_samples: int = 1  # the fewest generated images it can score

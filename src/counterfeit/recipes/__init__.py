@@ -1,4 +1,5 @@
 """One file per GAN variant; each registers itself under its name."""
 
-from . import acgan, cgan, cyclegan, dcgan, gan, hinge, lsgan, pix2pix, vae, wgan, wgan_gp  # noqa: F401
+from . import (acgan, bigan, cgan, cyclegan, dcgan, gan, hinge, inference, lsgan, pix2pix, ssgan, vae,  # noqa: F401
+               wgan, wgan_gp)
 from .base import Losses, Recipe, build_recipe  # noqa: F401

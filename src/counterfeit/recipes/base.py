@@ -238,11 +238,7 @@ class NoiseGAN(Recipe):
     # ---------------------------------------------------------------- noise, labels and sampling
     def sample_z(self, n: int, device="cpu", generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, z_dim) noise; 'uniform' is U[-sqrt(3), sqrt(3)] (unit variance), as in the 2014 code."""
-        z_dim = self.cfg.model.z_dim
-        if self.cfg.model.noise == "uniform":
-            u = torch.rand(n, z_dim, generator=generator, device=device)
-            return (u * 2.0 - 1.0) * math.sqrt(3.0)
-        return torch.randn(n, z_dim, generator=generator, device=device)
+        return draw_z(self.cfg.model.noise, n, self.cfg.model.z_dim, device, generator)
 
     def sample_labels(self, n: int, device="cpu", generator: torch.Generator | None = None) -> torch.Tensor | None:
         if not self.conditional:
@@ -348,6 +344,16 @@ class NoiseGAN(Recipe):
         return d, self._g_terms(lf, af, yf)
 
 
+def draw_z(noise: str, n: int, z_dim: int, device="cpu", generator: torch.Generator | None = None) -> torch.Tensor:
+    """(n, z_dim) noise of model.noise's kind."""
+    if noise == "normal":
+        return torch.randn(n, z_dim, generator=generator, device=device)
+    u = torch.rand(n, z_dim, generator=generator, device=device)
+    if noise == "uniform01":
+        return u
+    return (u * 2.0 - 1.0) * (math.sqrt(3.0) if noise == "uniform" else 1.0)
+
+
 @torch.no_grad()
 def check_own_nets(recipe, shape: tuple) -> None:
     """A caller's own G and D against the contract, on two samples in eval mode (no statistics updated, no draw
@@ -379,11 +385,11 @@ def make_optimizer(o, params, lr: float) -> torch.optim.Optimizer:
     # torch's fused kernels (CPU and CUDA): one pass over each parameter instead of one per term. SGD's is bit-identical
     # to the per-tensor loop; Adam's rounds differently in the last bit; both are faster (bench/results/speed.json)
     if o.name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=o.momentum, fused=True)
+        return torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay, fused=True)
     if o.name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=tuple(o.betas), fused=True)
+        return torch.optim.Adam(params, lr=lr, betas=tuple(o.betas), weight_decay=o.weight_decay, fused=True)
     if o.name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, foreach=True)
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=o.weight_decay, foreach=True)
     raise UserError(f"unknown optimizer '{o.name}' (known: sgd, adam, rmsprop)")
 
 

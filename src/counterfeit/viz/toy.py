@@ -120,8 +120,8 @@ def latent_map(recipe, path: Path, toy: str, n: int = 401) -> dict:
 
     Returns {"per_mode": mass reaching each mode (mixture order), "off_mode": the rest}: the expected shares of
     G's raw samples, from the grid (the normal's mass beyond 3.5 std is left out)."""
-    if recipe.cfg.model.z_dim != 2 or recipe.conditional:
-        raise ValueError("the latent map needs an unconditional G with 2-D z")
+    if recipe.cfg.model.z_dim != 2 or recipe.conditional or recipe.cfg.model.noise not in ("uniform", "normal"):
+        raise ValueError("the latent map needs an unconditional G with 2-D uniform or normal z")
     modes, std = toy_modes(toy)
     uniform = recipe.cfg.model.noise == "uniform"
     z, w, lim = _z_grid(n, uniform)
