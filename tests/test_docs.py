@@ -51,6 +51,7 @@ def command_problem(args: list[str]) -> str | None:
     from counterfeit.cli.__main__ import build_parser
     from counterfeit.errors import UserError
 
+    ns = None
     try:
         ns = build_parser().parse_args(args)
         if ns.command == "train":
@@ -58,6 +59,9 @@ def command_problem(args: list[str]) -> str | None:
 
             resolve_config(ns)
     except (UserError, SystemExit) as e:
+        if isinstance(e, UserError) and getattr(ns, "from_run", None) and \
+                str(e).startswith(f"no such run dir or checkpoint: {ns.from_run}"):
+            return None  # `train encoder --from RUN` names the reader's own run: all else parsed and resolved
         return f"{type(e).__name__}: {e}"
     return None
 
@@ -80,6 +84,8 @@ def test_the_checks_fail_on_a_broken_link_and_a_command_that_no_longer_parses(tm
     assert command_problem(["train", "quickstart", "--steps", "5"]) is None
     assert "unknown preset" in command_problem(["train", "no-such-preset"])
     assert "unknown config key" in command_problem(["train", "quickstart", "--set", "train.bogus=1"])
+    assert command_problem(["train", "encoder", "--from", "runs/g"]) is None  # the reader's run, not here
+    assert "unknown config key" in command_problem(["train", "encoder", "--from", "runs/g", "--set", "model.bad=1"])
     assert command_problem(["sample", "runs/a", "--n", "4", "--out", "s.npz", "--no-such-flag"]) is not None
 
 

@@ -87,7 +87,9 @@ def resolve(what, *, steps=None, epochs=None, seed=None, overrides=None, device=
         sets["imports"] = list(dict.fromkeys([*d.get("imports", []), *imports]))
     from .recipes.inference import inherit_from_source  # an encoder for a trained G takes its data, z from that run
 
-    return config_mod.from_dict(inherit_from_source(config_mod.apply_overrides(d, sets)))
+    d = config_mod.apply_overrides(d, sets)
+    config_mod.from_dict(d)  # every key and value checked before the source run is looked for
+    return config_mod.from_dict(inherit_from_source(d))
 
 
 def refuse_conflicts(flag: str, value: int, implied: dict, overrides) -> None:

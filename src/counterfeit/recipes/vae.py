@@ -44,6 +44,10 @@ class VAE(NoiseGAN):
         stats = {"ELBO (nats)": -(terms["recon"].detach() + terms["kl"].detach())}
         return Losses(terms, stats), Losses(terms)  # the loop takes encoder grads from the first, decoder from the second
 
+    def encode(self, x: torch.Tensor, E=None) -> torch.Tensor:
+        """Images in [0, 1] -> the posterior's mean: the VAE's code, beside a BiGAN's E(x)."""
+        return (E or self.D)(x)[0]
+
     def d_losses(self, real, labels):
         raise UserError("recipe 'vae' has no separate D step")
 
