@@ -81,15 +81,28 @@ def test_resuming_an_encoder_is_bit_exact(tmp_path, mnist_dir):
 def test_refusals_of_the_encoder_recipe(tmp_path, mnist_dir, capsys):
     assert main(["train", "encoder", "--out", str(tmp_path / "e")]) == 2
     assert "--from RUN" in capsys.readouterr().err and not (tmp_path / "e").exists()
-    assert main(["train", "encoder", "--from", str(tmp_path / "nowhere")]) == 2
-    assert "no such run dir" in capsys.readouterr().err
+    assert main(["train", "encoder", "--from", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e1")]) == 2
+    assert "no such run dir" in capsys.readouterr().err and not (tmp_path / "e1").exists()
     src = _source(tmp_path, mnist_dir)
     assert main(["train", "encoder", "--from", str(src.path), "--set", "train.parzen_monitor=true",
                  "--out", str(tmp_path / "e2")]) == 2
     assert "Parzen monitor" in capsys.readouterr().err and not (tmp_path / "e2").exists()
-    # a G trained further after its encoder: the encoder is stale, and loading it says so in one line
+    assert main(["train", "quickstart", "--from", str(src.path), "--out", str(tmp_path / "e3")]) == 2
+    assert "goes with the preset encoder" in capsys.readouterr().err and not (tmp_path / "e3").exists()
+    cond = cf.train("cgan-mnist", out=tmp_path / "cond", steps=1, data=str(mnist_dir), progress=False,
+                    overrides={"train.batch_size": 8, "model.width_g": 8, "model.width_d": 8, "train.sample_grid": 2})
+    capsys.readouterr()
+    assert main(["train", "encoder", "--from", str(cond.path), "--out", str(tmp_path / "e4")]) == 2
+    assert "(conditional) has no unconditional G(z)" in capsys.readouterr().err and not (tmp_path / "e4").exists()
+    # the encoder names the source's checkpoint: a source trained on afterwards leaves the encoder's G as it was
     enc = _encoder(tmp_path, src, steps=5)
+    assert enc.config.model.from_run.endswith("step-00000006.pt")
     src.train(steps=8)
+    assert cf.load(enc.path).recipe.source_step == 6
+    # a checkpoint of another step put in its place: the encoder is stale, and loading it says so in one line
+    import shutil
+
+    shutil.copy(latest_checkpoint(src.path), enc.config.model.from_run)
     capsys.readouterr()
     assert main(["invert", str(enc.path), "--input", str(tmp_path / "x.npz"), "--out", str(tmp_path / "o.npz")]) == 2
     err = capsys.readouterr().err
@@ -200,16 +213,26 @@ def test_a_bigan_step_changes_every_network_and_resume_is_bit_exact(tmp_path, mn
     assert whole.encode(torch.zeros(2, 1, 28, 28, dtype=torch.uint8)).abs().max() < 1.0  # E's range: (-1, 1)
 
 
-def test_bigan_refusals(tmp_path, mnist_dir, capsys):
-    for bad in ("train.n_dis=2", "model.num_classes=10"):
+def test_bigan_refusals(tmp_path, mnist_dir, digits, capsys):
+    for bad in ("train.n_dis=2", "model.num_classes=10", "model.discriminator=maxout"):
         assert main(["train", "bigan-mnist", "--data", str(mnist_dir), "--set", bad, "--out",
                      str(tmp_path / "b")]) == 2
         assert "bigan" in capsys.readouterr().err and not (tmp_path / "b").exists()
+    # a folder of images has no test split: recon and probe refuse rather than score the training images
+    from PIL import Image
+
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i in range(16):
+        Image.fromarray(digits.x[i, 0].numpy()).save(folder / f"{i}.png")
+    run = _bigan(tmp_path, folder, 2, "folder")
+    with pytest.raises(cf.UserError, match="has none"):
+        run.evaluate(["recon"], n=8)
 
 
 # ---------------------------------------------------------------------------------------------- semi-supervised
 
-SS_SMALL = ["data.labelled_per_class=2", "train.batch_size=20", "train.sample_every=10", "train.checkpoint_every=10",
+SS_SMALL = ["data.labelled_per_class=3", "train.batch_size=20", "train.sample_every=10", "train.checkpoint_every=10",
             "train.log_every=5", "train.sample_grid=4", "train.ema_decay=0.9"]
 
 
@@ -263,15 +286,29 @@ def test_ssgan_steps_change_both_networks_resume_is_bit_exact_and_ssl_scores_the
     a, b = safe_load(a), safe_load(b)
     for net in ("G", "D"):
         assert any(not torch.equal(a["nets"][net][k], b["nets"][net][k]) for k in a["nets"][net]), net
-    assert len(a["recipe"]["labelled"]) == 20 and torch.equal(a["recipe"]["labelled"], b["recipe"]["labelled"])
+    assert len(a["recipe"]["labelled"]) == 30 and torch.equal(a["recipe"]["labelled"], b["recipe"]["labelled"])
     whole = _ssgan(tmp_path, mnist_dir, 20, "whole")
     half = _ssgan(tmp_path, mnist_dir, 10, "half").train(steps=20)
     a, b = safe_load(latest_checkpoint(whole.path)), safe_load(latest_checkpoint(half.path))
     assert all(torch.equal(a["nets"][n][k], b["nets"][n][k]) for n in a["nets"] for k in a["nets"][n])
     assert all(torch.equal(a["ema"]["D"][k], b["ema"]["D"][k]) for k in a["ema"]["D"])
+    assert a["recipe"]["lab_pos"] == b["recipe"]["lab_pos"] and 0 < a["recipe"]["lab_pos"] < 30  # mid-reshuffle
     r = whole.evaluate(["ssl", "probe"], n=200)
-    assert r["ssl"]["n"] == 200 and r["ssl"]["labelled"] == 20 and 0 <= r["ssl"]["error"] <= 1
+    again = whole.evaluate(["ssl", "probe"], n=200)  # D's moving average, no noise: the same numbers twice
+    assert r["ssl"]["n"] == 200 and r["ssl"]["labelled"] == 30 and (r["ssl"], r["probe"]) == (again["ssl"],
+                                                                                                again["probe"])
+    # the error is D's (moving average) argmax on the test digits, by hand
+    from counterfeit.data import load_data, to_float
+
+    test = load_data(str(mnist_dir), "test")
+    D = whole.recipe.nets["D"]
+    assert torch.equal(D.state_dict()["out.v"], a["ema"]["D"]["out.v"]) and not D.training
+    with torch.no_grad():
+        wrong = int((D(to_float(test.x[:200], "01")).argmax(1) != test.y[:200]).sum())
+    assert r["ssl"]["wrong"] == wrong
     assert r["probe"]["dim"] == 250
+    with pytest.raises(cf.UserError, match="at least 2 samples"):
+        whole.samples(1)
 
 
 def test_the_supervised_baseline_trains_d_alone(tmp_path, mnist_dir):

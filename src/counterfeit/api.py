@@ -229,7 +229,8 @@ class Run:
     @property
     def generator(self) -> torch.nn.Module:
         """The network `sample` / `translate` runs (EMA weights where kept), in eval mode."""
-        return self.recipe.nets.get(self.recipe.sampler_net) or self.recipe.G  # an encoder run: its source's G
+        net = self.recipe.nets.get(self.recipe.sampler_net)
+        return self.recipe.G if net is None else net  # an encoder run: its source's G
 
     @property
     def metrics(self):
@@ -321,8 +322,7 @@ class Run:
     def _encoder(self):
         recipe = self.recipe
         if not hasattr(recipe, "encode"):
-            raise UserError(f"a '{recipe.cfg.model.recipe}' run has no encoder: train one for its G with "
-                            f"`counterfeit train encoder --from {self.path}`")
+            raise UserError(no_encoder(recipe, self.path))
         return recipe
 
     def evaluate(self, metrics=None, n: int = 10000, seed: int = 0, **kw) -> dict:
@@ -378,7 +378,16 @@ class LiveRun(Run):
     @property
     def generator(self):
         st = self.loop.state
-        return st.nets_for_sampling().get(st.recipe.sampler_net) or st.recipe.G  # an encoder run: its source's G
+        net = st.nets_for_sampling().get(st.recipe.sampler_net)
+        return st.recipe.G if net is None else net  # an encoder run: its source's G
+
+
+def no_encoder(recipe, path) -> str:
+    """Why a run cannot encode, and what would."""
+    name = recipe.cfg.model.recipe
+    if getattr(recipe, "conditional", False) or not hasattr(recipe, "sample_z"):
+        return f"a '{name}' run has no encoder, and an encoder is trained for an unconditional noise-to-image G only"
+    return f"a '{name}' run has no encoder: train one for its G with `counterfeit train encoder --from {path}`"
 
 
 def as_uint8_batch(x, channels: int, what: str = "translate"):

@@ -54,6 +54,11 @@ class ImageToImage(nn.Module):
 def generators(recipe) -> dict[str, nn.Module]:
     """The networks a run's users call: G, or a translator per direction (CycleGAN: G_AB, G_BA)."""
     if hasattr(recipe, "sample_z"):
+        if "G" not in recipe.nets:  # an encoder run: its G belongs to the run it inverts
+            from .errors import UserError
+
+            raise UserError(f"an '{recipe.cfg.model.recipe}' run holds E, not G: export the run it inverts "
+                            f"({recipe.cfg.model.from_run})")
         return {"G": NoiseToImage(recipe.nets["G"], getattr(recipe, "conditional", False)).eval()}
     names = ["G"] if "G" in recipe.nets else ["G_AB", "G_BA"]
     return {n: ImageToImage(recipe.nets[n]).eval() for n in names}

@@ -31,7 +31,7 @@ from .sampling import as_output
 
 
 def _check(recipe: Recipe) -> None:
-    if not recipe.outputs_probability:
+    if not getattr(recipe, "outputs_probability", False):  # bigan's D scores pairs, ssgan's D classifies
         raise UserError(f"rejection sampling needs a discriminator that outputs P(real) (recipes gan, dcgan, cgan, "
                         f"acgan); '{recipe.cfg.model.recipe}' has a critic whose score is not a density ratio")
     if recipe.pack > 1:

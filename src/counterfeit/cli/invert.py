@@ -23,17 +23,18 @@ def run(args) -> int:
     from ..sampling import load_generator, save_npz
     from .sample import refuse_taken, write_pngs
 
+    from ..api import no_encoder
+
     recipe, cfg, info = load_generator(args.run)
     if not hasattr(recipe, "encode"):
-        raise UserError(f"{info['path']} is a '{cfg.model.recipe}' run with no encoder: train one for its G with "
-                        f"`counterfeit train encoder --from {args.run}`")
+        raise UserError(f"{info['path']}: {no_encoder(recipe, args.run)}")
     out = Path(args.out)
     if out.suffix != ".npz" and out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file: --out takes FILE.npz or a folder")
     refuse_taken(out)
     x, names = read_inputs(args.input, recipe.shape[0])
     if tuple(x.shape[1:]) != tuple(recipe.shape):
-        raise UserError(f"{args.input}: images are {tuple(x.shape[2:])}, the run's are {tuple(recipe.shape[1:])}")
+        raise UserError(f"{args.input}: images are {tuple(x.shape[1:])} (C, H, W), the run's are {tuple(recipe.shape)}")
     rec = reconstructed(recipe, x)
     if out.suffix == ".npz":
         with writing(out, OUTPUT):

@@ -42,6 +42,12 @@ def resolve_config(args) -> tuple[config.Config, Path]:
     from ..api import resolve
 
     sets = args.overrides + ([f"model.from_run={args.from_run}"] if args.from_run else [])
+    if args.from_run and args.preset != "encoder" and not (Path(args.preset) / "config.json").is_file():
+        from ..config import load_preset_dict
+
+        if load_preset_dict(args.preset).get("model", {}).get("recipe") != "encoder":
+            raise UserError(f"--from names the run an encoder inverts: it goes with the preset encoder, not "
+                            f"'{args.preset}'")
     cfg = resolve(args.preset, steps=args.steps, epochs=args.epochs, seed=args.seed, overrides=sets,
                   device=args.device, data=args.data, imports=args.imports)
     src = Path(args.preset)

@@ -22,18 +22,28 @@ from .spec import metric
 BATCH = 500
 
 
+def own_test_split(s, names: str) -> None:
+    """These metrics score the run's own labelled test split: refused (before anything runs) where there is none
+    (a folder of images or an .npz hands back its one set of images for any split: never scored as a test set)."""
+    if s.data_override:
+        raise UserError(f"--data does not apply to {names}: they score the run's own test split")
+    d = s.cfg.data
+    if load_data(d.name, "test", d.image_size, d.channels).y is None:
+        raise UserError(f"{names} score the labelled test split of the run's dataset; '{d.name}' has none (MNIST, "
+                        "Fashion-MNIST, CIFAR-10 and IDX / CIFAR folders with test files have one)")
+
+
 def has_encoder(s) -> None:
     if s.recipe is None or not hasattr(s.recipe, "encode"):
         what = "a samples file" if s.recipe is None else f"a '{s.recipe.cfg.model.recipe}' run"
-        raise UserError(f"metrics recon and probe need a run with an encoder (counterfeit train encoder --from RUN, "
-                        f"or a BiGAN / ALI run), not {what}")
-    if s.data_override:
-        raise UserError("--data does not apply to recon / probe: they score the run's own test split")
+        raise UserError(f"metrics recon and probe need a run with an encoder (an encoder run, BiGAN / ALI, a VAE), "
+                        f"not {what}")
+    own_test_split(s, "recon and probe")
 
 
 def has_code(s) -> None:
-    if s.recipe is not None and hasattr(s.recipe, "features") and not s.data_override:
-        return
+    if s.recipe is not None and hasattr(s.recipe, "features"):
+        return own_test_split(s, "probe")
     has_encoder(s)
 
 
@@ -41,6 +51,7 @@ def has_classifier(s) -> None:
     if s.recipe is None or not hasattr(s.recipe, "classify"):
         what = "a samples file" if s.recipe is None else f"a '{s.recipe.cfg.model.recipe}' run"
         raise UserError(f"metric ssl needs a semi-supervised GAN run (recipe ssgan), not {what}")
+    own_test_split(s, "ssl")
 
 
 @torch.no_grad()
@@ -59,7 +70,8 @@ def reconstructed(recipe, images: torch.Tensor) -> torch.Tensor:
 
 
 def test_split(s):
-    data = load_data(s.cfg.data.name, "test")
+    d = s.cfg.data
+    data = load_data(d.name, "test", d.image_size, d.channels)
     n = min(s.n, len(data)) if s.n else len(data)
     return data.x[:n], None if data.y is None else data.y[:n]
 
@@ -67,7 +79,7 @@ def test_split(s):
 @metric("recon", "model", None, lambda r: [
     f"recon:     L1 {r['l1']:.4f} over {r['n']} test images"
     + (f"; classifier agrees on {r['agreement']:.3f} (x' in x's class), {r['accuracy']:.3f} against the labels"
-       if r.get("agreement") is not None else "")], check=has_encoder,
+       if r.get("agreement") is not None and r.get("accuracy") is not None else "")], check=has_encoder,
         flat={"recon_l1": "l1", "recon_agreement": "agreement"})
 def recon(s) -> dict:
     from .features import load_extractor, manifest
@@ -109,8 +121,9 @@ def linear_probe(train_f, train_y, test_f, test_y, steps: int = 200, weight_deca
 @metric("probe", "model", True, "probe:     linear probe accuracy {accuracy:.4f} on {n_test} test images "
         "({n_train} training images, {dim}-d code)", check=has_code, flat={"probe": "accuracy"})
 def probe(s) -> dict:
-    train = load_data(s.cfg.data.name, "train")
-    test = load_data(s.cfg.data.name, "test")
+    d = s.cfg.data
+    train, test = load_data(d.name, "train", d.image_size, d.channels), load_data(d.name, "test", d.image_size,
+                                                                                   d.channels)
     if train.y is None or test.y is None:
         raise UserError(f"metric probe needs labels; '{s.cfg.data.name}' has none")
     n_train = min(len(train), 10000)  # the first 10,000: enough for a linear fit on a code of a few hundred dims

@@ -113,6 +113,10 @@ class SSGANGenerator(nn.Module):
         nn.init.xavier_uniform_(self.out.v)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if len(z) < 2:  # its BatchNorm normalises over the batch, at sampling time too (as the authors' G)
+            from ..errors import UserError
+
+            raise UserError("the semi-supervised GAN's G normalises over its batch: draw at least 2 samples at once")
         h = F.softplus(self.bn1(self.fc1(z)))
         h = F.softplus(self.bn2(self.fc2(h)))
         return torch.sigmoid(self.out(h)).view(len(z), *self.out_shape)

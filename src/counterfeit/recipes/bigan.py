@@ -41,6 +41,30 @@ class BiGAN(Recipe):
         self.nets["D"] = registry.get("net", m.discriminator)(cfg, shape, data)
         self.joint = cfg.train.simultaneous
         self.real = None if data is None else data.x[:256]  # the preview's real images
+        self.check_nets()
+
+    @torch.no_grad()
+    def check_nets(self) -> None:
+        """G, E and D against the contract on two samples in eval mode, before anything is written."""
+        nets = self.nets
+        was = {n: m.training for n, m in nets.items()}
+        for m in nets.values():
+            m.eval()
+        try:
+            z = self.sample_z(2, generator=torch.Generator().manual_seed(0))
+            x = nets["G"](z)
+            ez = nets["E"](x)
+            out = nets["D"](x, z)
+            if tuple(x.shape[1:]) != tuple(self.shape) or tuple(ez.shape) != tuple(z.shape) or tuple(out.shape) != (2,):
+                raise UserError(f"recipe 'bigan' needs G: z -> {tuple(self.shape)}, E: x -> z "
+                                f"({self.cfg.model.z_dim}), D: (x, z) -> (B,) logits; got G {tuple(x.shape[1:])}, "
+                                f"E {tuple(ez.shape[1:])}, D {tuple(out.shape)}")
+        except (RuntimeError, TypeError, ValueError) as e:
+            raise UserError(f"recipe 'bigan': the networks fail on a batch of 2 (D must take (x, z)): "
+                            f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        finally:
+            for n, m in nets.items():
+                m.train(was[n])
 
     # ---------------------------------------------------------------- the contract
     def optimizers(self) -> dict[str, OptGroup]:

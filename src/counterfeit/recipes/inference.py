@@ -21,7 +21,7 @@ from .. import registry
 from ..errors import UserError
 from .base import Losses, OptGroup, Phase, Recipe, make_optimizer
 
-CONV_FREE = ("mlp",)  # generators without convolutions: auto picks the MLP encoder for them
+CONDITIONAL = ("cgan", "acgan")  # recipes whose G takes a label (a NoiseGAN with model.num_classes > 0)
 
 
 def source_config(from_run: str) -> tuple[dict, Path]:
@@ -42,14 +42,19 @@ def inherit_from_source(d: dict) -> dict:
         return d
     src, path = source_config(m.get("from_run", ""))
     sm = src.get("model", {})
-    if sm.get("recipe") in ("pix2pix", "cyclegan", "vae", "encoder") or sm.get("num_classes", 0):
-        raise UserError(f"{path}: recipe '{sm.get('recipe')}'"
-                        f"{' (conditional)' if sm.get('num_classes', 0) else ''} has no unconditional G(z) to invert "
-                        "(an encoder is for a noise-to-image GAN)")
+    recipe = sm.get("recipe")
+    conditional = recipe in CONDITIONAL or (sm.get("num_classes", 0) and recipe in ("gan", "dcgan", "lsgan", "wgan",
+                                                                                     "wgan-gp", "hinge"))
+    if recipe in ("pix2pix", "cyclegan", "vae", "encoder") or conditional:
+        raise UserError(f"{path}: recipe '{recipe}'{' (conditional)' if conditional else ''} has no unconditional "
+                        "G(z) to invert (an encoder is for a noise-to-image GAN)")
+    if str(src["data"].get("name", "")).startswith("toy:"):
+        raise UserError(f"{path}: a 2D toy run makes points, not images; an encoder inverts an image generator")
     d["data"] = src["data"]
-    m.update(z_dim=sm["z_dim"], noise=sm["noise"], from_run=str(Path(m["from_run"]).expanduser().resolve()))
+    # the checkpoint itself, not the run dir: a source trained on afterwards keeps this encoder's G where it was
+    m.update(z_dim=sm["z_dim"], noise=sm["noise"], from_run=str(path.expanduser().resolve()))
     if m.get("encoder", "auto") == "auto":
-        m["encoder"] = "mlp-e" if sm.get("generator") in CONV_FREE else "conv-e"
+        m["encoder"] = "mlp-e" if "mlp" in str(sm.get("generator")) else "conv-e"
     return d
 
 
@@ -82,6 +87,12 @@ class FixedGEncoder(Recipe):
     def G(self) -> nn.Module:
         return self.fixed_G
 
+    def fixed_on(self, device) -> nn.Module:
+        """The fixed G on `device` (it stays outside `nets`, so the loop does not place it)."""
+        if next(self.fixed_G.parameters()).device != torch.device(device):
+            self.fixed_G.to(device)
+        return self.fixed_G
+
     # ---------------------------------------------------------------- the contract
     def optimizers(self) -> dict[str, OptGroup]:
         o = self.cfg.optim
@@ -94,7 +105,7 @@ class FixedGEncoder(Recipe):
         n = batch["x"].shape[0]
         z = self.rank_slice(lambda k, gen: self.sample_z(k, batch["x"].device, generator=gen), n)
         with torch.no_grad():
-            x = self.fixed_G(z)
+            x = self.fixed_on(z.device)(z)
         err = F.mse_loss(self.nets["E"](x).float(), z)
         return {"E": Losses({"latent": err}, {"z rmse": err.detach().sqrt()})}
 
@@ -111,7 +122,7 @@ class FixedGEncoder(Recipe):
         from ..data import to_uint8
 
         x = fixed["x"]
-        rec = self.fixed_G(nets["E"](x))
+        rec = self.fixed_on(x.device)(nets["E"](x))
         g = self.cfg.train.sample_grid
         rows = max(1, len(x) // g)
         x, rec = x[: rows * g].unflatten(0, (rows, g)), rec[: rows * g].unflatten(0, (rows, g))
@@ -135,7 +146,7 @@ class FixedGEncoder(Recipe):
         return None
 
     def generate(self, z: torch.Tensor, labels=None, G: nn.Module | None = None) -> torch.Tensor:
-        return (G or self.fixed_G)(z)
+        return (self.fixed_on(z.device) if G is None else G)(z)
 
     def encode(self, x: torch.Tensor, E: nn.Module | None = None) -> torch.Tensor:
         """Images in the nets' range (B, C, H, W) -> z (B, z_dim)."""

@@ -55,6 +55,7 @@ class SemiSupervisedGAN(Recipe):
         super().__init__(cfg, shape, data)
         self.nets["G"] = registry.get("net", m.generator)(cfg, shape, data)
         self.nets["D"] = registry.get("net", m.discriminator)(cfg, shape, data)
+        self.check_nets()
         self.w = cfg.loss.unsup_weight
         self.labelled = torch.zeros(0, dtype=torch.long)
         self.lab_gen = torch.Generator().manual_seed(d.labelled_seed + 1)
@@ -63,6 +64,26 @@ class SemiSupervisedGAN(Recipe):
             self.labelled = labelled_subset(data.y, d.labelled_per_class, d.labelled_seed)
             self.lab_x, self.lab_y = data.x[self.labelled], data.y[self.labelled]
             self.init_d(data.x)
+
+    @torch.no_grad()
+    def check_nets(self) -> None:
+        """D: images -> (B, K) logits with features(x); G: z -> images; on two samples, before anything is written."""
+        G, D = self.nets["G"], self.nets["D"]
+        was = G.training, D.training
+        G.eval(), D.eval()
+        try:
+            x = G(self.sample_z(2, generator=torch.Generator().manual_seed(0)))
+            out, feats = D(x), D.features(x)
+            if tuple(x.shape[1:]) != tuple(self.shape) or tuple(out.shape) != (2, self.cfg.model.num_classes) \
+                    or feats.dim() != 2:
+                raise UserError(f"recipe 'ssgan' needs G: z -> {tuple(self.shape)} and D: x -> "
+                                f"(B, {self.cfg.model.num_classes}) class logits; got G {tuple(x.shape[1:])}, "
+                                f"D {tuple(out.shape)}")
+        except (RuntimeError, TypeError, ValueError, AttributeError) as e:
+            raise UserError(f"recipe 'ssgan': the networks fail on a batch of 2 (D needs features(x) too): "
+                            f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        finally:
+            G.train(was[0]), D.train(was[1])
 
     def init_d(self, x_u8: torch.Tensor) -> None:
         """D's data-dependent initialisation on INIT_IMAGES training images (a fixed draw)."""
