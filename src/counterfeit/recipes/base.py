@@ -344,6 +344,19 @@ class NoiseGAN(Recipe):
         return d, self._g_terms(lf, af, yf)
 
 
+class UnconditionalG:
+    """Noise and sampling of a recipe whose G takes z alone (nets["G"]): what `sample`, `evaluate` and the API call."""
+
+    def sample_z(self, n: int, device="cpu", generator: torch.Generator | None = None) -> torch.Tensor:
+        return draw_z(self.cfg.model.noise, n, self.cfg.model.z_dim, device, generator)
+
+    def sample_labels(self, n: int, device="cpu", generator: torch.Generator | None = None):
+        return None
+
+    def generate(self, z: torch.Tensor, labels=None, G: nn.Module | None = None) -> torch.Tensor:
+        return (G or self.nets["G"])(z)
+
+
 def draw_z(noise: str, n: int, z_dim: int, device="cpu", generator: torch.Generator | None = None) -> torch.Tensor:
     """(n, z_dim) noise of model.noise's kind."""
     if noise == "normal":

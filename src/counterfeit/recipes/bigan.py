@@ -18,11 +18,11 @@ from torch import nn
 from .. import losses as L
 from .. import registry
 from ..errors import UserError
-from .base import Losses, OptGroup, Phase, Recipe, draw_z, make_optimizer
+from .base import Losses, OptGroup, Phase, Recipe, UnconditionalG, make_optimizer
 
 
 @registry.register("recipe", "bigan")
-class BiGAN(Recipe):
+class BiGAN(UnconditionalG, Recipe):
     """Groups "D" and "GE" (one optimizer over G and E, as the authors hand E's parameters to G's optimizer)."""
 
     ema_nets = ("G", "E")
@@ -122,16 +122,7 @@ class BiGAN(Recipe):
             parts.append(torch.stack([x.unflatten(0, (rows, g)), rec.unflatten(0, (rows, g))], 1).flatten(0, 2))
         return to_uint8(torch.cat(parts), self.cfg.data.range), g
 
-    # ---------------------------------------------------------------- noise, sampling, inference
-    def sample_z(self, n: int, device="cpu", generator: torch.Generator | None = None) -> torch.Tensor:
-        return draw_z(self.cfg.model.noise, n, self.cfg.model.z_dim, device, generator)
-
-    def sample_labels(self, n: int, device="cpu", generator: torch.Generator | None = None):
-        return None
-
-    def generate(self, z: torch.Tensor, labels=None, G: nn.Module | None = None) -> torch.Tensor:
-        return (G or self.nets["G"])(z)
-
+    # ---------------------------------------------------------------- inference (noise and sampling: UnconditionalG)
     def encode(self, x: torch.Tensor, E: nn.Module | None = None) -> torch.Tensor:
         """Images in the nets' range (B, C, H, W) -> z (B, z_dim)."""
         return (E or self.nets["E"])(x)

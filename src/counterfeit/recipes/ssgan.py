@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .. import registry
 from ..errors import UserError
-from .base import Losses, OptGroup, Phase, Recipe, draw_z, make_optimizer
+from .base import Losses, OptGroup, Phase, Recipe, UnconditionalG, make_optimizer
 
 INIT_IMAGES = 500  # D's data-dependent initialisation sees this many training images
 
@@ -39,7 +38,7 @@ def labelled_subset(y: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
 
 
 @registry.register("recipe", "ssgan")
-class SemiSupervisedGAN(Recipe):
+class SemiSupervisedGAN(UnconditionalG, Recipe):
     """Groups "D" and "G"; D's moving average (train.ema_decay) is what classifies at test time."""
 
     ema_nets = ("D",)
@@ -171,16 +170,7 @@ class SemiSupervisedGAN(Recipe):
         self.lab_order, self.lab_pos = state["lab_order"], int(state["lab_pos"])
         self.lab_gen.set_state(state["lab_gen"])
 
-    # ---------------------------------------------------------------- noise, sampling, classifying
-    def sample_z(self, n: int, device="cpu", generator: torch.Generator | None = None) -> torch.Tensor:
-        return draw_z(self.cfg.model.noise, n, self.cfg.model.z_dim, device, generator)
-
-    def sample_labels(self, n: int, device="cpu", generator: torch.Generator | None = None):
-        return None
-
-    def generate(self, z: torch.Tensor, labels=None, G: nn.Module | None = None) -> torch.Tensor:
-        return (G or self.nets["G"])(z)
-
+    # ---------------------------------------------------------------- classifying (noise and sampling: UnconditionalG)
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """Images in the nets' range -> D's class logits (B, K)."""
         return self.nets["D"](x)
