@@ -16,6 +16,7 @@ Pictures: for each class, 10 test digits in a row, each followed by its reconstr
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import shutil
 import time
@@ -35,11 +36,14 @@ TARGETS = {"ssgan": "test error at most 1.5% within 60 minutes (the paper: 0.93%
            "bigan": "reconstructions keep the digit's class for at least 80% of test digits"}
 
 
+THREADS = 0  # train.threads of every training (0: counterfeit's auto); --threads sets it
+
+
 def train(preset: str, name: str, minutes: float, extra=()) -> api.Run:
     out = WORK / name
     shutil.rmtree(out, ignore_errors=True)
     sets = [f"train.max_minutes={minutes}", "train.epochs=100000", "train.steps=0", "train.keep_checkpoints=1",
-            "train.parzen_monitor=false", *extra]
+            "train.parzen_monitor=false", f"train.threads={THREADS}", *extra]
     return api.train(preset, out=out, overrides=sets, progress=False)
 
 
@@ -86,22 +90,35 @@ def row(name: str, minutes: float) -> dict:
             "picture": picture(run, name)}
 
 
+def record(out: Path, name: str, entry: dict) -> None:
+    """Merge one row into the record; read again under a lock, since two of these may run at once (one per core)."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    with open(WORK / "record.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(out.read_text()) if out.is_file() else {}
+        results.update(about=__doc__.split("\n\n")[0], targets=TARGETS)
+        results.setdefault("rows", {})[name] = entry
+        tmp = out.with_name(f".{out.name}.{name.replace(':', '-')}.tmp")
+        tmp.write_text(json.dumps(results, indent=1) + "\n")
+        tmp.replace(out)
+
+
 def main(argv=None) -> int:
+    global THREADS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", required=True)
     p.add_argument("--minutes", type=float, default=60.0)
+    p.add_argument("--threads", type=int, default=0, help="train.threads (1: two rows at once, a core each)")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    results.update(about=__doc__.split("\n\n")[0], targets=TARGETS)
-    rows = results.setdefault("rows", {})
+    THREADS = args.threads
     for name in args.only.split(","):
         t = time.time()
         entry = row(name, args.minutes)
-        entry.update(budget_minutes=args.minutes, row_seconds=round(time.time() - t, 1), machine=machine(),
+        entry.update(budget_minutes=args.minutes, train_threads=args.threads or "auto",
+                     row_seconds=round(time.time() - t, 1), machine=machine(),
                      command=f"{command().split(' --only')[0]} --only {name}", date=time.strftime("%Y-%m-%d %H:%M"))
-        rows[name] = entry
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        record(args.out, name, entry)
         print(name, json.dumps(entry["scores"])[:300], flush=True)
     return 0
 

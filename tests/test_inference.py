@@ -213,6 +213,21 @@ def test_a_bigan_step_changes_every_network_and_resume_is_bit_exact(tmp_path, mn
     assert whole.encode(torch.zeros(2, 1, 28, 28, dtype=torch.uint8)).abs().max() < 1.0  # E's range: (-1, 1)
 
 
+def test_a_hook_reconstructs_with_the_moving_averages_of_e_and_g_as_the_finished_run_does(tmp_path, mnist_dir):
+    """With train.ema_decay a BiGAN keeps moving averages of G and E; reconstruct() inside an every() hook pairs
+    them as the loaded run does, not the live E with the averaged G."""
+    x = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    seen = {}
+    hook = cf.every(10, lambda run: seen.update({run.step: (run.encode(x), run.reconstruct(x))}))
+    sets = _sets([f"data.name={mnist_dir}", "data.split=train", *BIGAN_SMALL, "train.ema_decay=0.5"])
+    run = cf.train("bigan-mnist", out=tmp_path / "ema", steps=10, overrides=sets, hooks=[hook], progress=False)
+    live_e = run.recipe.nets["E"]  # the loaded run's E holds the average; the live one is in the checkpoint
+    assert torch.equal(seen[10][0], run.encode(x)) and torch.equal(seen[10][1], run.reconstruct(x))
+    live_e.load_state_dict(safe_load(latest_checkpoint(run.path))["nets"]["E"])
+    with torch.no_grad():
+        assert not torch.allclose(live_e(x.float() / 255), seen[10][0])
+
+
 def test_bigan_refusals(tmp_path, mnist_dir, digits, capsys):
     for bad in ("train.n_dis=2", "model.num_classes=10", "model.discriminator=maxout"):
         assert main(["train", "bigan-mnist", "--data", str(mnist_dir), "--set", bad, "--out",

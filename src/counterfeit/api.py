@@ -305,8 +305,9 @@ class Run:
         t, _ = as_uint8_batch(x, recipe.shape[0], "encode")
         if tuple(t.shape[1:]) != tuple(recipe.shape):
             raise UserError(f"encode: images are {tuple(t.shape[1:])}, this run's are {tuple(recipe.shape)}")
+        x = to_float(t, recipe.cfg.data.range).to(self._device())
         with torch.no_grad():
-            return recipe.encode(to_float(t, recipe.cfg.data.range).to(self._device())).float().cpu()
+            return recipe.encode(x, E=self._live_encoder()).float().cpu()
 
     def reconstruct(self, x):
         """G(E(x)) for images given as to encode(); the same kind comes back."""
@@ -355,6 +356,9 @@ class Run:
     def _device(self):
         return next(self.generator.parameters()).device
 
+    def _live_encoder(self):
+        return None  # a loaded run's nets already hold the moving averages where it kept them
+
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
 
@@ -380,6 +384,9 @@ class LiveRun(Run):
         st = self.loop.state
         net = st.nets_for_sampling().get(st.recipe.sampler_net)
         return st.recipe.G if net is None else net  # an encoder run: its source's G
+
+    def _live_encoder(self):
+        return self.loop.state.ema.get("E")  # E's moving average beside G's, as a loaded run would pair them
 
 
 def no_encoder(recipe, path) -> str:
