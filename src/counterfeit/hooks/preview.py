@@ -19,8 +19,10 @@ class CollapseWatch:
     has collapsed: the spread below a tenth of the largest the run has had (G draws nearly one image), or below half
     of it at two previews in a row (G draws one kind of image). That is how the 2014 GAN fails on some draws: its
     sigmoid outputs run into their flat tails, no gradient reaches G and the samples freeze; such a run does not come
-    back. The thresholds are checked against healthy and collapsed runs in bench/results/quickstart-seeds.json. A run
-    starts near zero spread (G's first samples are all alike), so only a loss of spread once gained counts."""
+    back. The thresholds are checked against healthy and collapsed runs in bench/results/quickstart-seeds.json. Only a
+    loss of spread that training gained counts: most Gs start near zero spread (their first samples are all alike), and
+    the step-0 preview of one that starts wide (batch norm over the noise: ssgan's G) is not a level the run has to
+    keep, so it is logged and not tracked."""
 
     GAINED = 0.05  # spread a run must have reached before a loss of it counts
     FROZEN = 0.1  # below this share of the best: nearly one image
@@ -35,21 +37,24 @@ class CollapseWatch:
         if metrics is not None and metrics.is_file():  # resumed: the spreads the run had before
             for line in metrics.read_text().splitlines():
                 if '"samples/spread"' in line:
-                    self._track(json.loads(line)["samples/spread"])
+                    row = json.loads(line)
+                    self._track(row["samples/spread"], row["step"])
 
     @staticmethod
     def spread(x: torch.Tensor) -> float:
         """Per-pixel standard deviation across the samples x (N, ...) in [0, 1], averaged over pixels."""
         return float(x.flatten(1).std(0).mean()) if len(x) > 1 else 0.0
 
-    def _track(self, spread: float) -> None:
+    def _track(self, spread: float, step: int) -> None:
+        if step == 0:  # the untrained G: see the class's docstring
+            return
         self.best = max(self.best, spread)
         self.lows = self.lows + 1 if self.best >= self.GAINED and spread < self.LOW * self.best else 0
 
     def __call__(self, imgs: torch.Tensor, step: int) -> tuple[float, str | None]:
         """The spread of a grid's images (N, C, H, W) uint8, and the warning, once, when the run has collapsed."""
         spread = self.spread(imgs.float() / 255.0)
-        self._track(spread)
+        self._track(spread, step)
         if not self.warned and self.data_spread and self.by_step and step >= self.by_step and \
                 self.best < self.STARTED * self.data_spread:
             self.warned = True
