@@ -155,6 +155,9 @@ class OptimConfig:
     linear_decay_start: int = setting(0, '> 0: from this G step both lrs fall linearly to 0 at the last step '
                                       '(CycleGAN)', low=0)
     betas: list = setting([0.5, 0.999], 'Adam', each=EACH['beta'], length=2)
+    eps: float = setting(1e-8, "Adam: added to the root of the second moment (ssgan: 1e-4, for improved-gan's 1e-8 "
+                         "inside the root, which keeps a nearly won D from taking full steps on tiny gradients)",
+                         within=(0.0, math.inf, False, False))
     weight_decay: float = setting(0.0, "L2 penalty added to every gradient (Adam's coupled weight_decay; BiGAN: "
                                   "2.5e-5)", low=0.0)
 

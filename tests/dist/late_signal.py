@@ -7,14 +7,11 @@ rank that acted on it at once would run the stop's hooks and collectives alone, 
 Each rank writes RESULT_DIR/rank-R.json: {"stopped": the Interrupted message or null, "code", "step"}.
 """
 
-import json
-import os
 import signal
 import sys
 
-from counterfeit import config, dist
-from counterfeit.errors import TrainingStopped
-from counterfeit.loop import train
+from counterfeit import dist
+from stopped_run import leave, train_and_report
 
 
 def main(preset: str, out: str, result_dir: str, at_step: str, *overrides: str) -> int:
@@ -29,19 +26,8 @@ def main(preset: str, out: str, result_dir: str, at_step: str, *overrides: str) 
         return got
 
     dist.Dist.max_over_ranks = max_over_ranks
-    result, code = {"stopped": None, "code": 0, "step": None}, 0
-    try:
-        result["step"] = train(config.load_config(preset, list(overrides)), out, progress=False).step
-    except TrainingStopped as e:
-        result.update(stopped=str(e), code=e.exit_code)
-        code = e.exit_code
-    with open(os.path.join(result_dir, f"rank-{os.environ['RANK']}.json"), "w") as f:
-        json.dump(result, f)
-    return code
+    return train_and_report(preset, out, result_dir, overrides)
 
 
 if __name__ == "__main__":
-    code = main(*sys.argv[1:])
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    leave(main(*sys.argv[1:]))

@@ -400,7 +400,8 @@ def make_optimizer(o, params, lr: float) -> torch.optim.Optimizer:
     if o.name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay, fused=True)
     if o.name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=tuple(o.betas), weight_decay=o.weight_decay, fused=True)
+        return torch.optim.Adam(params, lr=lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay,
+                                fused=True)
     if o.name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, weight_decay=o.weight_decay, foreach=True)
     raise UserError(f"unknown optimizer '{o.name}' (known: sgd, adam, rmsprop)")
