@@ -331,3 +331,20 @@ def test_the_supervised_baseline_trains_d_alone(tmp_path, mnist_dir):
     assert run.config.loss.unsup_weight == 0
     rows = [r for r in _rows(run) if "loss/D/total" in r]
     assert rows and all("loss/D/unsup" not in r and "loss/G/total" not in r for r in rows)
+
+
+def test_ssgan_adam_damps_steps_on_tiny_gradients_as_improved_gans_adam_does(mnist_dir):
+    """improved-gan's Adam divides by sqrt(v + 1e-8), so a gradient of 1e-6 moves a weight by ~1% of the learning
+    rate; torch's default (sqrt(v) + 1e-8) would move it by the full rate. ssgan-mnist's optim.eps 1e-4 reaches
+    torch's Adam and gives the damped step."""
+    from counterfeit.recipes.base import make_optimizer
+
+    recipe, _ = _recipe("ssgan-mnist", mnist_dir)
+    o = recipe.cfg.optim
+    assert o.eps == 1e-4 and all(g.optimizer.param_groups[0]["eps"] == 1e-4 for g in recipe.optimizers().values())
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = make_optimizer(o, [w], 3e-3)
+    w.grad = torch.full((1,), 1e-6)
+    opt.step()
+    theano = 3e-3 * 1e-6 / (1e-6 ** 2 + 1e-8) ** 0.5  # first step: v_hat = g^2, m_hat = g
+    assert abs(w.detach().item() + theano) < 0.5 * theano  # within a factor of 2 of theirs, 100x under torch's default
