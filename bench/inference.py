@@ -26,6 +26,7 @@ import torch
 
 from bench.harness import RESULTS, command, machine
 from counterfeit import api
+from counterfeit.checkpoint import atomic_write
 from counterfeit.data import load_data
 from counterfeit.metrics.evaluate import evaluate
 
@@ -98,9 +99,7 @@ def record(out: Path, name: str, entry: dict) -> None:
         results = json.loads(out.read_text()) if out.is_file() else {}
         results.update(about=__doc__.split("\n\n")[0], targets=TARGETS)
         results.setdefault("rows", {})[name] = entry
-        tmp = out.with_name(f".{out.name}.{name.replace(':', '-')}.tmp")
-        tmp.write_text(json.dumps(results, indent=1) + "\n")
-        tmp.replace(out)
+        atomic_write(out, (json.dumps(results, indent=1) + "\n").encode())
 
 
 def main(argv=None) -> int:
