@@ -101,6 +101,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
     THREADS = args.threads
+    if THREADS:  # the scoring too: a training puts torch's thread count back as it found it
+        torch.set_num_threads(THREADS)
     for name in args.only.split(","):
         t = time.time()
         entry = row(name, args.minutes)
