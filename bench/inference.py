@@ -10,7 +10,8 @@ Rows (merged into bench/results/inference.json, a picture per row in bench/resul
 - `untrained`        bigan-mnist's networks at their initial weights (one step at learning rate 0): the floor.
 - `vae`              vae-mnist for the same budget: its encoder's mean as the code.
 - `encoder:PRESET`   PRESET trained for the budget, then an encoder for its fixed G for the budget again.
-- `ROW@LABEL`        ROW recorded as ROW@LABEL (its run dir and picture named ROW-LABEL), e.g. `bigan@60min`.
+- `ROW@LABEL`        ROW recorded as ROW@LABEL (its run dir and picture named ROW-LABEL), e.g. `bigan@60min`;
+                     with `--extend L`, ROW@L's run resumed (in a copy) until its minutes reach this budget.
 Pictures: for each class, 10 test digits in a row, each followed by its reconstruction G(E(x)) (ssgan rows: none).
 """
 
@@ -37,6 +38,7 @@ TARGETS = {"ssgan": "test error at most 1.5% within 60 minutes (the paper: 0.93%
 
 
 THREADS = 0  # train.threads of every training (0: counterfeit's auto); --threads sets it
+EXTEND = ""  # --extend LABEL: a row starts from a copy of ROW@LABEL's run and resumes it up to its own budget
 
 
 def train(preset: str, name: str, minutes: float, extra=()) -> api.Run:
@@ -44,6 +46,9 @@ def train(preset: str, name: str, minutes: float, extra=()) -> api.Run:
     shutil.rmtree(out, ignore_errors=True)
     sets = [f"train.max_minutes={minutes}", "train.epochs=100000", "train.steps=0", "train.keep_checkpoints=1",
             "train.parzen_monitor=false", f"train.threads={THREADS}", *extra]
+    if EXTEND:  # the budget counts the earlier sitting's minutes: the checkpoint keeps the elapsed time
+        shutil.copytree(WORK / f"{name.rsplit('-', 1)[0]}-{EXTEND}", out)
+        return api.train(out, out=out, overrides=sets, progress=False, resume=True)
     return api.train(preset, out=out, overrides=sets, progress=False)
 
 
@@ -93,19 +98,22 @@ def row(name: str, minutes: float) -> dict:
 
 
 def main(argv=None) -> int:
-    global THREADS
+    global THREADS, EXTEND
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", required=True)
     p.add_argument("--minutes", type=float, default=60.0)
     p.add_argument("--threads", type=int, default=0, help="train.threads (1: two rows at once, a core each)")
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--extend", default="", help="resume a copy of ROW@LABEL's run (labelled rows, not encoder:)")
     args = p.parse_args(argv)
-    THREADS = args.threads
+    THREADS, EXTEND = args.threads, args.extend
     if THREADS:  # the scoring too: a training puts torch's thread count back as it found it
         torch.set_num_threads(THREADS)
     for name in args.only.split(","):
         t = time.time()
         entry = row(name, args.minutes)
+        if EXTEND:
+            entry["extends"] = f"{name.split('@')[0]}@{EXTEND}"
         entry.update(budget_minutes=args.minutes, train_threads=args.threads or "auto",
                      row_seconds=round(time.time() - t, 1), machine=machine(),
                      command=f"{command().split(' --only')[0]} --only {name}", date=time.strftime("%Y-%m-%d %H:%M"))
