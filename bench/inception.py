@@ -119,34 +119,40 @@ def variant_row(kind: str, preset: str, data: str | None, results: dict) -> dict
 
 def resize_real_row(data: str) -> dict:
     """The test split's features through torch's and TF1's resize (the default compute; cached per path)."""
-    from counterfeit.metrics.fid import FID
     from counterfeit.metrics.scores import real_features
 
-    a = real_features(load_inception(), data)[0]
+    ex = load_inception()
+    a = real_features(ex, data)[0]
     b = real_features(load_inception(resize="tf1"), data)[0]
+    rel = rel_diff(a, b)
+    return {"data": data, "images": f"test ({len(a)}), each through both resizes", "fid_torch_vs_tf1": fid(a, b),
+            "median_rel_feature_diff": rel.median().item(), "max_rel_feature_diff": rel.max().item(),
+            "compute": ex.provenance().get("compute")}
+
+
+def fid(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """counterfeit's FID (metrics.fid.FID) between two sets of features."""
+    from counterfeit.metrics.fid import FID
+
     m = FID()
-    m.update(a, real=True)
-    m.update(b, real=False)
-    rel = (a - b).norm(dim=1) / a.norm(dim=1)
-    return {"data": data, "images": f"test ({len(a)}), each through both resizes",
-            "fid_torch_vs_tf1": m.compute()["fid"], "median_rel_feature_diff": rel.median().item(),
-            "max_rel_feature_diff": rel.max().item(),
-            "compute": load_inception().provenance().get("compute")}
+    m.update(real, real=True)
+    m.update(fake, real=False)
+    return m.compute()["fid"]
 
 
 def split_fid(f: dict) -> float:
-    """counterfeit's FID (metrics.fid.FID) between one path's features of train[:N] and of test[:N]."""
-    from counterfeit.metrics.fid import FID
+    """FID between one path's features of train[:N] and of test[:N]."""
+    return fid(f["test"], f["train"])
 
-    m = FID()
-    m.update(f["test"], real=True)
-    m.update(f["train"], real=False)
-    return m.compute()["fid"]
+
+def rel_diff(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image relative distance between two paths' features of the same images."""
+    return (a - b).norm(dim=1) / a.norm(dim=1)
 
 
 def max_rel_diff(a: dict, b: dict) -> float:
     """The largest per-image relative distance between two paths' features, over both splits."""
-    return max(((a[k] - b[k]).norm(dim=1) / a[k].norm(dim=1)).max().item() for k in a)
+    return max(rel_diff(a[k], b[k]).max().item() for k in a)
 
 
 def agree_row(data: str) -> dict:
