@@ -49,6 +49,11 @@ def record_lines(path: Path) -> tuple[str, str]:
     return found["command"], found["machine"]
 
 
+def records() -> list[Path]:
+    """The files under bench/results/, less record_row's lock files (gitignored: no record, absent from a clone)."""
+    return sorted(q for q in RESULTS.rglob("*") if q.is_file() and q.suffix != ".lock")
+
+
 def index() -> str:
     lines = ["# Benchmarks: the index", "",
              "Every suite is a module of this package; run one from the repository root with `python -m bench SUITE "
@@ -58,7 +63,7 @@ def index() -> str:
     lines += ["", "## Records", "", "Each record under `bench/results/`, with the command and the machine it gives "
               "(a picture stands beside the record it belongs to).", "", "| record | command | machine |",
               "| --- | --- | --- |"]
-    for p in sorted(q for q in RESULTS.rglob("*") if q.is_file()):
+    for p in records():
         cmd, mach = record_lines(p)
         rel = p.relative_to(ROOT / "bench").as_posix()
         lines.append(f"| [{rel}]({rel}) | {f'`{cmd}`' if cmd else ''} | {mach} |")
